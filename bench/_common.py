@@ -1,0 +1,102 @@
+"""Shared benchmark plumbing: timing, environment stamp, markdown table, results.csv."""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+RESULTS_CSV = Path(__file__).with_name("results.csv")
+CSV_FIELDS = ["date", "commit", "device", "torch", "triton", "transformers", "bench", "case",
+              "fastpass", "baseline_name", "baseline", "unit", "ratio", "roofline_frac", "note"]
+
+
+def sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def timeit(fn, device: str = "cpu", warmup: int = 2, reps: int = 5) -> float:
+    """Median seconds of ``fn()`` after warm-up; CUDA timed with events."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    if str(device).startswith("cuda"):
+        import torch
+
+        for _ in range(reps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b) / 1e3)
+    else:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _version(mod: str) -> str:
+    try:
+        return __import__(mod).__version__
+    except Exception:
+        return "-"
+
+
+def env_info(device: str = "cpu") -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=Path(__file__).parent).stdout.strip() or "-"
+    except OSError:
+        commit = "-"
+    if str(device).startswith("cuda"):
+        import torch
+
+        dev = torch.cuda.get_device_name()
+    else:
+        dev = f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()}"
+    return {"date": _dt.date.today().isoformat(), "commit": commit, "device": dev,
+            "torch": _version("torch"), "triton": _version("triton"),
+            "transformers": _version("transformers")}
+
+
+def report(rows: list[dict], device: str = "cpu", write_csv: bool = True) -> str:
+    """Print rows as a markdown table and append them to bench/results.csv.
+
+    Each row: bench, case, fastpass, baseline_name, baseline, unit, and optionally ratio
+    (baseline / fastpass for times), roofline_frac, note."""
+    env = env_info(device)
+    lines = [f"device: {env['device']} | date {env['date']} | commit {env['commit']} | torch "
+             f"{env['torch']} | triton {env['triton']} | transformers {env['transformers']}", "",
+             "| bench | case | fastpass | baseline | baseline value | ratio | roofline | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        unit = r.get("unit", "")
+        fmt = lambda v: "-" if v is None else (f"{v:.4g} {unit}" if isinstance(v, float) else str(v))
+        ratio = r.get("ratio")
+        roof = r.get("roofline_frac")
+        lines.append(f"| {r['bench']} | {r['case']} | {fmt(r.get('fastpass'))} | "
+                     f"{r.get('baseline_name', '-')} | {fmt(r.get('baseline'))} | "
+                     f"{'-' if ratio is None else f'{ratio:.2f}x'} | "
+                     f"{'-' if roof is None else f'{100 * roof:.0f}%'} | {r.get('note', '')} |")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    if write_csv:
+        new = not RESULTS_CSV.exists()
+        with RESULTS_CSV.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            for r in rows:
+                w.writerow({**env, **r})
+    return text
