@@ -1,0 +1,5 @@
+import sys
+
+from fastpass.cli import main
+
+sys.exit(main())
