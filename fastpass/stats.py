@@ -63,14 +63,14 @@ def _reference(n: np.ndarray, c: np.ndarray, ks: np.ndarray, estimator: str) -> 
     if estimator == "plugin":
         rate = c[:, None] / n[:, None]
         with np.errstate(divide="ignore"):
-            out = -np.expm1(ks[None, :] * np.log1p(-rate))
+            out = 0.0 - np.expm1(ks[None, :] * np.log1p(-rate))
         return np.where(rate >= 1.0, 1.0, out)
     j = np.arange(ks.max())[None, :]
     remaining = n[:, None] - c[:, None] - j
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(remaining > 0, np.log1p(-c[:, None] / (n[:, None] - j)), -np.inf)
     log_miss = np.cumsum(terms, axis=1)[:, ks - 1]
-    return -np.expm1(log_miss)
+    return 0.0 - np.expm1(log_miss)
 
 
 def _native_cpu(n, c, ks, estimator, want_matrix=True):

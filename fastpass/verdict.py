@@ -72,8 +72,8 @@ def predict_post_rl(curve_or_p1, K_train: int = 64, gamma: float = 0.7) -> Predi
         p = np.asarray(curve_or_p1, dtype=np.float64)
         if ((p < 0) | (p > 1) | ~np.isfinite(p)).any():
             raise ValueError("per-problem pass@1 values must lie in [0, 1]")
-        gap = -np.expm1(K_train * np.log1p(-np.minimum(p, 1.0 - 1e-300))) - p
-        gap = np.where(p >= 1.0, 0.0, gap)
+        with np.errstate(divide="ignore"):
+            gap = -np.expm1(K_train * np.log1p(-p)) - p  # p = 1: -expm1(-inf) - 1 = 0
         at = (lambda g: float(p + g * gap)) if p.ndim == 0 else (lambda g: p + g * gap)
     return Prediction(at(gamma), at(GAMMA_BAND[0]), at(GAMMA_BAND[1]), float(gamma), int(K_train))
 

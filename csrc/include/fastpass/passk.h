@@ -16,13 +16,13 @@ FASTPASS_HD FASTPASS_INLINE double passk_log_miss_term(double n, double c, int64
 }
 
 FASTPASS_HD FASTPASS_INLINE double passk_from_log_miss(double log_miss) {
-  return -expm1(log_miss);
+  return 0.0 - expm1(log_miss);  // 0.0 - x, not -x: c = 0 gives +0.0, not -0.0
 }
 
 // 1 - (1 - c/n)^k: the estimate that treats c/n as the true rate (biased low for k > 1).
 FASTPASS_HD FASTPASS_INLINE double passk_plugin(double n, double c, int64_t k) {
   if (c >= n) return 1.0;
-  return -expm1((double)k * log1p(-c / n));
+  return 0.0 - expm1((double)k * log1p(-c / n));
 }
 
 }  // namespace fastpass
