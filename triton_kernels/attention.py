@@ -1,0 +1,332 @@
+"""Triton kernels for shared-prefix attention (see fastpass/attention.py for the contract).
+
+Scores run in base 2 (exp2/log2, the scale folded with log2(e)); every log-sum-exp stored in
+memory is natural-log, like the torch reference. Only core tl ops, so the kernels run on triton
+3.6 (GPU) and under the 3.9 interpreter (CPU).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+@triton.jit
+def _scores2(q, kt, qk_scale2, scale, softcap, HAS_SOFTCAP: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Scaled (and soft-capped) scores, in log2 units."""
+    s = tl.dot(q, kt, input_precision=DOT_PREC)
+    if HAS_SOFTCAP:
+        # tanh through exp: libdevice tanh does not run in the interpreter.
+        x = s * (scale / softcap)
+        t = 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+        s = t * (softcap * 1.4426950408889634)
+    else:
+        s = s * qk_scale2
+    return s
+
+
+@triton.jit
+def _online_update(s, m_i, l_i, acc, v, DOT_PREC: tl.constexpr):
+    """One tile of online softmax in log2 units; rows that have seen only -inf stay at zero."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.exp2(s - m_use[:, None])
+    alpha = tl.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _finish(m_i, l_i, acc):
+    """Normalised output and natural-log LSE (-inf where nothing was visible)."""
+    empty = l_i == 0.0
+    out = acc / tl.where(empty, 1.0, l_i)[:, None]
+    m_use = tl.where(m_i == float("-inf"), 0.0, m_i)
+    lse = tl.where(empty, float("-inf"), (m_use + tl.log2(tl.where(empty, 1.0, l_i))) * 0.6931471805599453)
+    return out, lse
+
+
+@triton.jit
+def _prefill_kernel(Q, K, V, OUT, CU, qk_scale2, scale, softcap, window,
+                    s_qt, s_qh, s_qd, s_kt, s_kh, s_kd, s_vt, s_vh, s_vd, s_ot, s_oh, s_od,
+                    G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_D: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr,
+                    DOT_PREC: tl.constexpr):
+    pid_m = tl.program_id(0)
+    b = tl.program_id(1)
+    h = tl.program_id(2)
+    start = tl.load(CU + b).to(tl.int64)
+    seqlen = (tl.load(CU + b + 1) - start).to(tl.int32)
+    m0 = pid_m * BLOCK_M
+    if m0 >= seqlen:
+        return
+    kvh = h // G
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    m_ok = offs_m < seqlen
+    q = tl.load(Q + (start + offs_m)[:, None] * s_qt + h * s_qh + offs_d[None, :] * s_qd,
+                mask=m_ok[:, None] & d_ok[None, :], other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    hi = tl.minimum(seqlen, m0 + BLOCK_M)
+    lo = 0
+    if HAS_WINDOW:
+        lo = (tl.maximum(m0 - window + 1, 0) // BLOCK_N) * BLOCK_N
+    for n0 in range(lo, hi, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < hi
+        kt = tl.load(K + (start + offs_n)[None, :] * s_kt + kvh * s_kh + offs_d[:, None] * s_kd,
+                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+        v = tl.load(V + (start + offs_n)[:, None] * s_vt + kvh * s_vh + offs_d[None, :] * s_vd,
+                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        s = _scores2(q, kt, qk_scale2, scale, softcap, HAS_SOFTCAP, DOT_PREC)
+        visible = n_ok[None, :] & (offs_n[None, :] <= offs_m[:, None])
+        if HAS_WINDOW:
+            visible = visible & (offs_n[None, :] > offs_m[:, None] - window)
+        s = tl.where(visible, s, float("-inf"))
+        m_i, l_i, acc = _online_update(s, m_i, l_i, acc, v, DOT_PREC)
+    out, _ = _finish(m_i, l_i, acc)
+    tl.store(OUT + (start + offs_m)[:, None] * s_ot + h * s_oh + offs_d[None, :] * s_od,
+             out.to(OUT.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
+
+
+@triton.jit
+def _decode_prefix_kernel(Q, PK, PV, PLEN, SLEN, OFFS, OPART, LPART, num_kv_heads, split_len,
+                          qk_scale2, scale, softcap, window,
+                          s_qn, s_qh, s_qd, s_kp, s_kh, s_kl, s_kd, s_vp, s_vh, s_vl, s_vd,
+                          s_os, s_on, s_oh, s_od, s_ls, s_ln, s_lh,
+                          G: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr,
+                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+                          HAS_WINDOW: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (prompt x kv head, row block, prefix split). Rows = (sequence of the prompt, query
+    head of the kv group): the prompt's prefix tile is read once for all of them."""
+    pid_ph = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    pid_s = tl.program_id(2)
+    p = pid_ph // num_kv_heads
+    kvh = pid_ph % num_kv_heads
+    row0 = tl.load(OFFS + p)
+    n_rows = (tl.load(OFFS + p + 1) - row0) * G
+    if pid_m * BLOCK_M >= n_rows:
+        return
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    m_ok = offs_m < n_rows
+    seq = (row0 + offs_m // G).to(tl.int64)
+    head = kvh * G + offs_m % G
+    q = tl.load(Q + seq[:, None] * s_qn + head[:, None] * s_qh + offs_d[None, :] * s_qd,
+                mask=m_ok[:, None] & d_ok[None, :], other=0.0)
+    plen = tl.load(PLEN + p).to(tl.int32)
+    lo = pid_s * split_len
+    hi = tl.minimum(lo + split_len, plen)
+    if HAS_WINDOW:
+        qpos = plen + tl.load(SLEN + seq, mask=m_ok, other=0).to(tl.int32) - 1
+        first = tl.min(tl.where(m_ok, qpos, 2147483647), 0) - window + 1
+        lo = tl.maximum(lo, (tl.maximum(first, 0) // BLOCK_N) * BLOCK_N)
+    k_base = PK + p.to(tl.int64) * s_kp + kvh * s_kh
+    v_base = PV + p.to(tl.int64) * s_vp + kvh * s_vh
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for n0 in range(lo, hi, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < hi
+        kt = tl.load(k_base + offs_n[None, :] * s_kl + offs_d[:, None] * s_kd,
+                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+        v = tl.load(v_base + offs_n[:, None] * s_vl + offs_d[None, :] * s_vd,
+                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        s = _scores2(q, kt, qk_scale2, scale, softcap, HAS_SOFTCAP, DOT_PREC)
+        visible = n_ok[None, :] & m_ok[:, None]
+        if HAS_WINDOW:
+            visible = visible & (offs_n[None, :] > qpos[:, None] - window)
+        s = tl.where(visible, s, float("-inf"))
+        m_i, l_i, acc = _online_update(s, m_i, l_i, acc, v, DOT_PREC)
+    out, lse = _finish(m_i, l_i, acc)
+    tl.store(OPART + pid_s * s_os + seq[:, None] * s_on + head[:, None] * s_oh + offs_d[None, :] * s_od,
+             out, mask=m_ok[:, None] & d_ok[None, :])
+    tl.store(LPART + pid_s * s_ls + seq * s_ln + head * s_lh, lse, mask=m_ok)
+
+
+@triton.jit
+def _decode_suffix_kernel(Q, SK, SV, SLEN, OPART, LPART, OUT, LSE_OUT, num_splits,
+                          qk_scale2, scale, softcap, window,
+                          s_qn, s_qh, s_qd, s_kn, s_kh, s_kl, s_kd, s_vn, s_vh, s_vl, s_vd,
+                          s_ps, s_pn, s_ph, s_pd, s_qs, s_qln, s_qlh, s_on, s_oh, s_od,
+                          G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr,
+                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+                          HAS_WINDOW: tl.constexpr, HAS_PREFIX: tl.constexpr,
+                          WRITE_LSE: tl.constexpr, DOT_PREC: tl.constexpr):
+    """Grid (sequence, kv head): the G query heads against the sequence's own suffix. The
+    online-softmax state starts from the prefix partials (merged by LSE in fp32), so the merge
+    costs no extra pass."""
+    n = tl.program_id(0).to(tl.int64)
+    kvh = tl.program_id(1)
+    offs_g = tl.arange(0, BLOCK_G)
+    offs_d = tl.arange(0, BLOCK_D)
+    g_ok = offs_g < G
+    d_ok = offs_d < D
+    head = kvh * G + offs_g
+    gd_ok = g_ok[:, None] & d_ok[None, :]
+    q = tl.load(Q + n * s_qn + head[:, None] * s_qh + offs_d[None, :] * s_qd, mask=gd_ok, other=0.0)
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
+    if HAS_PREFIX:
+        for sp in range(0, num_splits):
+            lse2 = tl.load(LPART + sp * s_qs + n * s_qln + head * s_qlh, mask=g_ok,
+                           other=float("-inf")) * 1.4426950408889634
+            o = tl.load(OPART + sp * s_ps + n * s_pn + head[:, None] * s_ph + offs_d[None, :] * s_pd,
+                        mask=gd_ok, other=0.0)
+            m_new = tl.maximum(m_i, lse2)
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_use)
+            w = tl.exp2(lse2 - m_use)
+            acc = acc * alpha[:, None] + o * w[:, None]
+            l_i = l_i * alpha + w
+            m_i = m_new
+    slen = tl.load(SLEN + n).to(tl.int32)
+    lo = 0
+    if HAS_WINDOW:
+        lo = (tl.maximum(slen - window, 0) // BLOCK_N) * BLOCK_N
+    k_base = SK + n * s_kn + kvh * s_kh
+    v_base = SV + n * s_vn + kvh * s_vh
+    for n0 in range(lo, slen, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < slen
+        kt = tl.load(k_base + offs_n[None, :] * s_kl + offs_d[:, None] * s_kd,
+                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+        v = tl.load(v_base + offs_n[:, None] * s_vl + offs_d[None, :] * s_vd,
+                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        s = _scores2(q, kt, qk_scale2, scale, softcap, HAS_SOFTCAP, DOT_PREC)
+        visible = n_ok[None, :] & g_ok[:, None]
+        if HAS_WINDOW:
+            visible = visible & (offs_n[None, :] > slen - 1 - window)
+        s = tl.where(visible, s, float("-inf"))
+        m_i, l_i, acc = _online_update(s, m_i, l_i, acc, v, DOT_PREC)
+    out, lse = _finish(m_i, l_i, acc)
+    tl.store(OUT + n * s_on + head[:, None] * s_oh + offs_d[None, :] * s_od,
+             out.to(OUT.dtype.element_ty), mask=gd_ok)
+    if WRITE_LSE:
+        tl.store(LSE_OUT + n * s_qln + head * s_qlh, lse, mask=g_ok)
+
+
+# ----------------------------------------------------------------------------- launchers
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _dot_precision(dtype) -> str:
+    # fp32 inputs: exact fp32 products (tf32 would cost ~3e-4 relative error); 16-bit: unused.
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _blocks(device, d):
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages). The interpreter pays per program x tile, so
+    it gets few, large tiles; the GPU gets tiles that keep K/V tiles plus accumulators in
+    registers."""
+    if device.type != "cuda":
+        return 32, 64, 4, 1
+    return (64, 64, 4, 3) if d <= 128 else (32, 32, 4, 2)
+
+
+def _common(q, scale, softcap, window):
+    d = q.shape[-1]
+    return dict(qk_scale2=scale * LOG2E, scale=scale, softcap=softcap if softcap > 0 else 1.0,
+                window=window), dict(D=d, BLOCK_D=max(16, triton.next_power_of_2(d)),
+                                     HAS_SOFTCAP=softcap > 0, HAS_WINDOW=window > 0,
+                                     DOT_PREC=_dot_precision(q.dtype))
+
+
+def prefill(q, k, v, cu_seqlens, scale, softcap=0.0, window=0, max_seqlen=None):
+    t, hq, d = q.shape
+    out = torch.empty_like(q)
+    b = cu_seqlens.numel() - 1
+    if t == 0 or b <= 0:
+        return out
+    if max_seqlen is None:
+        max_seqlen = int(cu_seqlens.diff().max())
+    block_m, block_n, warps, stages = _blocks(q.device, d)
+    args, meta = _common(q, scale, softcap, window)
+    grid = (triton.cdiv(max_seqlen, block_m), b, hq)
+    _prefill_kernel[grid](q, k, v, out, cu_seqlens, *args.values(), *q.stride(), *k.stride(),
+                          *v.stride(), *out.stride(), G=hq // k.shape[1], BLOCK_M=block_m,
+                          BLOCK_N=block_n, num_warps=warps, num_stages=stages, **meta)
+    return out
+
+
+def _num_splits(device, programs, prefix_len, block_n):
+    if device.type != "cuda":
+        return 1
+    want = triton.cdiv(_sm_count(device.index or 0), max(1, programs))
+    return max(1, min(want, triton.cdiv(prefix_len, block_n)))
+
+
+def decode_prefix_partials(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, scale,
+                           softcap=0.0, window=0, max_seqs_per_prompt=None):
+    """Prefix part, split over key ranges: fp32 out [S, N, Hq, D] and lse [S, N, Hq]."""
+    n, hq, d = q.shape
+    num_prompts, hkv, lp, _ = prefix_k.shape
+    g = hq // hkv
+    if max_seqs_per_prompt is None:
+        capturing = q.is_cuda and torch.cuda.is_current_stream_capturing()
+        max_seqs_per_prompt = n if capturing else int(seq_offsets.diff().max()) if num_prompts else 0
+    block_m, block_n, warps, stages = _blocks(q.device, d)
+    row_blocks = max(1, triton.cdiv(max_seqs_per_prompt * g, block_m))
+    splits = _num_splits(q.device, num_prompts * hkv * row_blocks, lp, block_n)
+    split_len = triton.cdiv(triton.cdiv(max(lp, 1), splits), block_n) * block_n
+    splits = max(1, triton.cdiv(lp, split_len))
+    opart = torch.zeros(splits, n, hq, d, dtype=torch.float32, device=q.device)
+    lpart = torch.full((splits, n, hq), float("-inf"), dtype=torch.float32, device=q.device)
+    if n == 0 or num_prompts == 0 or max_seqs_per_prompt == 0:
+        return opart, lpart
+    args, meta = _common(q, scale, softcap, window)
+    grid = (num_prompts * hkv, row_blocks, splits)
+    _decode_prefix_kernel[grid](q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, opart,
+                                lpart, hkv, split_len, *args.values(), *q.stride(),
+                                *prefix_k.stride(), *prefix_v.stride(), *opart.stride(),
+                                *lpart.stride(), G=g, BLOCK_M=block_m, BLOCK_N=block_n,
+                                num_warps=warps, num_stages=stages, **meta)
+    return opart, lpart
+
+
+def decode_suffix(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0.0, window=0, opart=None,
+                  lpart=None):
+    """Suffix part. With prefix partials: merged output in q's dtype. Without: fp32 (out, lse)."""
+    n, hq, d = q.shape
+    hkv = suffix_k.shape[1]
+    g = hq // hkv
+    has_prefix = opart is not None
+    out = torch.empty(n, hq, d, dtype=q.dtype if has_prefix else torch.float32, device=q.device)
+    lse = torch.empty(n, hq, dtype=torch.float32, device=q.device) if not has_prefix else None
+    if n == 0:
+        return out if has_prefix else (out, lse)
+    if not has_prefix:  # the kernel reads no partials; lpart's strides address LSE_OUT
+        opart, lpart = out.unsqueeze(0), lse.unsqueeze(0)
+    _, block_n, warps, stages = _blocks(q.device, d)
+    args, meta = _common(q, scale, softcap, window)
+    lse_arg = lse if lse is not None else lpart  # not written when merging
+    _decode_suffix_kernel[(n, hkv)](q, suffix_k, suffix_v, suffix_lens, opart, lpart, out, lse_arg,
+                                    opart.shape[0], *args.values(), *q.stride(), *suffix_k.stride(),
+                                    *suffix_v.stride(), *opart.stride(), *lpart.stride(),
+                                    *out.stride(), G=g, BLOCK_G=max(16, triton.next_power_of_2(g)),
+                                    BLOCK_N=block_n, HAS_PREFIX=has_prefix,
+                                    WRITE_LSE=not has_prefix, num_warps=warps,
+                                    num_stages=stages, **meta)
+    return out if has_prefix else (out, lse)
+
+
+def decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets, scale,
+           softcap=0.0, window=0, max_seqs_per_prompt=None):
+    opart, lpart = decode_prefix_partials(q, prefix_k, prefix_v, prefix_lens, suffix_lens,
+                                          seq_offsets, scale, softcap, window, max_seqs_per_prompt)
+    return decode_suffix(q, suffix_k, suffix_v, suffix_lens, scale, softcap, window, opart, lpart)
