@@ -4,6 +4,7 @@
 # builds the extension, runs `pytest -m gpu`, runs every bench in GPU mode, and writes logs and
 # a summary to OUTDIR. Wheels for missing pure-Python test deps may be carried in .whl/.
 # GPU_CHECK_FULL=1 runs e2e at full SPEC sizes (slower); passk/sampler/attention/regex always do.
+# GPU_CHECK_TESTS / GPU_CHECK_BENCHES narrow the run (default: all tests, all benches).
 set -u
 OUT="${1:?usage: bash bench/gpu_check.sh OUTDIR}"
 mkdir -p "$OUT"
@@ -32,13 +33,13 @@ else
 fi
 $PY -c "import fastpass._C as C; print('built_with_cuda', C.built_with_cuda, 'devices', C.cuda_device_count())" 2>&1 | tee -a "$SUMMARY"
 
-timeout 300 $PY -m pytest -m gpu -q -x --no-header -p no:cacheprovider tests > "$OUT/pytest_gpu.log" 2>&1
+timeout 300 $PY -m pytest -m gpu -q --no-header -p no:cacheprovider ${GPU_CHECK_TESTS:-tests} > "$OUT/pytest_gpu.log" 2>&1
 rc=$?
 status "pytest -m gpu: rc=$rc :: $(tail -1 "$OUT/pytest_gpu.log")"
 [ $rc -ne 0 ] && grep -E "^(FAILED|ERROR)" "$OUT/pytest_gpu.log" | head -20 | tee -a "$SUMMARY"
 
 E2E_FLAG="--quick"; [ "${GPU_CHECK_FULL:-0}" = 1 ] && E2E_FLAG=""
-for b in passk sampler attention regex e2e; do
+for b in ${GPU_CHECK_BENCHES:-passk sampler attention regex e2e}; do
   [ -f "bench/bench_$b.py" ] || { status "bench $b: not present"; continue; }
   flag=""; [ "$b" = e2e ] && flag="$E2E_FLAG"
   t0=$(date +%s)
