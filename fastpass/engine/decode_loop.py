@@ -38,6 +38,7 @@ class ChunkItem:
     stream_id: int
     first_sample: int
     count: int
+    index: int = 0  # the prompt's index in the caller's list
 
 
 @dataclass

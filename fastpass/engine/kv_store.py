@@ -20,6 +20,8 @@ class KVStore:
         self.num_prompts = len(prompt_lens)
         self.num_seqs = sum(seqs_per_prompt)
         self.prefix_capacity = max(prompt_lens)
+        self.max_seqs_per_prompt = max(seqs_per_prompt)
+        self.max_prefill_len = self.prefix_capacity
         self.suffix_capacity = max(1, suffix_capacity)
         i32 = dict(dtype=torch.int32, device=self.device)
         self.prefix_lens = torch.tensor(prompt_lens, **i32)
@@ -44,6 +46,7 @@ class KVStore:
     def begin_prefill(self, prompt_ids: list[int], lens: list[int]) -> None:
         """Next forward packs the prompts ``prompt_ids`` (lengths ``lens``) into one sequence."""
         self.mode = "prefill"
+        self.max_prefill_len = max(lens)
         dev = self.device
         self.cu_seqlens = torch.tensor([0] + list(_cumsum(lens)), dtype=torch.int32, device=dev)
         self._tok_prompt = torch.repeat_interleave(torch.tensor(prompt_ids, device=dev),

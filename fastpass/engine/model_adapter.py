@@ -3,6 +3,7 @@ interface: prompts are prefilled packed (once each), decode feeds one token per 
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import torch
 
@@ -15,6 +16,9 @@ _UNSUPPORTED_CONFIG = {
     "use_bidirectional_attention": "bidirectional attention",
 }
 _UNSUPPORTED_KWARGS = ("s_aux", "sinks", "attention_chunk_size", "block_sequence_ids")
+# optional size hints that keep the triton tiers free of host syncs (graph capture)
+_PREFILL_HINT = "max_seqlen" in inspect.signature(prefill_attention).parameters
+_DECODE_HINT = "max_seqs_per_prompt" in inspect.signature(decode_attention).parameters
 
 
 def _fastpass_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
@@ -36,14 +40,16 @@ def _fastpass_attention(module, query, key, value, attention_mask, scaling=None,
         k = key[0].transpose(0, 1).contiguous()
         v = value[0].transpose(0, 1).contiguous()
         store.store_prefix(layer, k, v)
+        hint = {"max_seqlen": store.max_prefill_len} if _PREFILL_HINT else {}
         out = prefill_attention(q, k, v, store.cu_seqlens, scale, softcap=softcap, sliding_window=window,
-                                backend=store.backend)
+                                backend=store.backend, **hint)
         return out.unsqueeze(0), None
     store.store_suffix(layer, key[:, :, 0], value[:, :, 0])
+    hint = {"max_seqs_per_prompt": store.max_seqs_per_prompt} if _DECODE_HINT else {}
     out = decode_attention(query[:, :, 0], store.prefix_k[layer], store.prefix_v[layer], store.prefix_lens,
                            store.suffix_k[layer], store.suffix_v[layer], store.suffix_lens,
                            store.seq_offsets, scale, softcap=softcap, sliding_window=window,
-                           backend=store.backend)
+                           backend=store.backend, **hint)
     return out.unsqueeze(1), None
 
 
