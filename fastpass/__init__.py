@@ -8,3 +8,5 @@ from fastpass.verdict import Prediction, Verdict, elicitation_gap, predict_post_
 from fastpass.simulate import Simulation, simulate
 
 __version__ = "0.1.0"
+from fastpass.engine import SampleBatch, Sampler, generate
+from fastpass import sampling
