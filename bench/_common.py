@@ -54,8 +54,9 @@ def _version(mod: str) -> str:
 
 
 def env_info(device: str = "cpu") -> dict:
+    commit = os.environ.get("FASTPASS_COMMIT")  # set by gpu_check.sh where .git does not travel
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+        commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, cwd=Path(__file__).parent).stdout.strip() or "-"
     except OSError:
         commit = "-"

