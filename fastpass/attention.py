@@ -111,21 +111,23 @@ def _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix
 
 # ----------------------------------------------------------------------------- reference
 def _scores(q, k, scale, softcap):
-    s = torch.matmul(q, k.transpose(-1, -2)) * scale
+    s = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)
     if softcap > 0:
-        s = torch.tanh(s / softcap) * softcap
+        s = torch.tanh_(s.div_(softcap)).mul_(softcap)
     return s
 
 
 def _masked_softmax_state(s, visible, v):
-    """(out, lse) of attention with scores ``s`` [..., M, N] restricted to ``visible``; rows that
-    see nothing get out 0 and lse -inf (so merging ignores them)."""
-    s = s.masked_fill(~visible, float("-inf"))
+    """(out, lse) of attention with scores ``s`` [..., M, N] restricted to ``visible`` (None:
+    already masked with -inf); rows that see nothing get out 0 and lse -inf (merging ignores
+    them). ``s`` is scratch: it is overwritten."""
+    if visible is not None:
+        s = s.masked_fill_(visible.logical_not(), float("-inf"))
     m = s.amax(-1, keepdim=True)
     m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    p = torch.exp(s - m)
+    p = torch.exp_(s.sub_(m))
     denom = p.sum(-1, keepdim=True)
-    out = torch.matmul(p, v) / denom.clamp_min(torch.finfo(torch.float32).tiny)
+    out = torch.matmul(p, v).div_(denom.clamp_min(torch.finfo(torch.float32).tiny))
     lse = (m + torch.log(denom)).squeeze(-1)
     return out, lse
 
@@ -151,33 +153,40 @@ def decode_prefix_reference(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq
     Each prompt's sequences x query heads of a kv group form one block of rows multiplied with
     the prompt's prefix once: [P, Hkv, Kmax*G, D] @ [P, Hkv, D, Lp]."""
     n, hq, d = q.shape
-    num_prompts, hkv, lp, _ = prefix_k.shape
+    num_prompts, hkv, _, _ = prefix_k.shape
     g = hq // hkv
     offsets, kmax = _rows_per_prompt(seq_offsets)
-    out = torch.zeros(n, hq, d, dtype=torch.float32, device=q.device)
-    lse = torch.full((n, hq), float("-inf"), dtype=torch.float32, device=q.device)
-    if n == 0 or kmax == 0:
-        return out, lse
-    slot = torch.arange(kmax)
-    rows = offsets[:-1, None] + slot  # [P, Kmax]: sequence of each (prompt, slot)
-    valid = slot < offsets.diff()[:, None]
-    rows = torch.where(valid, rows, torch.zeros_like(rows)).to(q.device)
-    valid = valid.to(q.device)
-    qf = q.float()[rows].view(num_prompts, kmax, hkv, g, d).permute(0, 2, 1, 3, 4)
-    qf = qf.reshape(num_prompts, hkv, kmax * g, d)
-    s = _scores(qf, prefix_k.float(), scale, softcap)  # [P, Hkv, Kmax*G, Lp]
+    lp = int(prefix_lens.max()) if num_prompts else 0  # skip the storage's unused tail
+    if n == 0 or kmax == 0 or lp == 0:
+        return (torch.zeros(n, hq, d, dtype=torch.float32, device=q.device),
+                torch.full((n, hq), float("-inf"), dtype=torch.float32, device=q.device))
+    uniform = n == num_prompts * kmax  # every prompt has kmax sequences: plain views, no gather
+    if uniform:
+        qf = q.float().reshape(num_prompts, kmax, hkv, g, d)
+    else:
+        slot = torch.arange(kmax)
+        rows = offsets[:-1, None] + slot  # [P, Kmax]: sequence of each (prompt, slot)
+        valid = slot < offsets.diff()[:, None]
+        rows = torch.where(valid, rows, torch.zeros_like(rows)).to(q.device)
+        valid = valid.to(q.device)
+        qf = q.float()[rows].view(num_prompts, kmax, hkv, g, d)
+    qf = qf.permute(0, 2, 1, 3, 4).reshape(num_prompts, hkv, kmax * g, d)
+    s = _scores(qf, prefix_k[:, :, :lp].float(), scale, softcap)  # [P, Hkv, Kmax*G, Lp]
     key = torch.arange(lp, device=q.device)
     plen = prefix_lens.long()
-    visible = key.view(1, 1, lp) < plen.view(-1, 1, 1)  # [P, 1, Lp]
-    visible = visible.expand(num_prompts, kmax, lp) & valid[:, :, None]
-    if sliding_window > 0:
-        qpos = plen[:, None] + suffix_lens.long()[rows] - 1  # [P, Kmax]
-        visible = visible & (key.view(1, 1, lp) > (qpos - sliding_window)[:, :, None])
-    visible = visible[:, None, :, None, :].expand(num_prompts, 1, kmax, g, lp).reshape(
-        num_prompts, 1, kmax * g, lp)
-    o, l = _masked_softmax_state(s, visible, prefix_v.float())
+    s.masked_fill_((key >= plen.view(-1, 1, 1, 1)), float("-inf"))
+    if sliding_window > 0:  # per sequence: its query sits at plen + slen - 1
+        slen = suffix_lens.long().view(num_prompts, kmax) if uniform else suffix_lens.long()[rows]
+        qpos = plen[:, None] + slen - 1  # [P, Kmax]
+        hidden = key <= (qpos - sliding_window)[:, :, None]  # [P, Kmax, Lp]
+        s.view(num_prompts, hkv, kmax, g, lp).masked_fill_(hidden[:, None, :, None], float("-inf"))
+    o, l = _masked_softmax_state(s, None, prefix_v[:, :, :lp].float())
     o = o.view(num_prompts, hkv, kmax, g, d).permute(0, 2, 1, 3, 4).reshape(num_prompts, kmax, hq, d)
     l = l.view(num_prompts, hkv, kmax, g).permute(0, 2, 1, 3).reshape(num_prompts, kmax, hq)
+    if uniform:
+        return o.reshape(n, hq, d), l.reshape(n, hq)
+    out = torch.zeros(n, hq, d, dtype=torch.float32, device=q.device)
+    lse = torch.full((n, hq), float("-inf"), dtype=torch.float32, device=q.device)
     out[rows[valid]] = o[valid]
     lse[rows[valid]] = l[valid]
     return out, lse
@@ -187,16 +196,20 @@ def decode_suffix_reference(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0
     """Suffix part of split decode: each sequence's G query heads per kv head against its own
     suffix, [N, Hkv, G, D] @ [N, Hkv, D, S]. Returns fp32 (out [N, Hq, D], lse [N, Hq])."""
     n, hq, d = q.shape
-    hkv, smax = suffix_k.shape[1], suffix_k.shape[2]
+    hkv = suffix_k.shape[1]
     g = hq // hkv
-    qf = q.float().view(n, hkv, g, d)
-    s = _scores(qf, suffix_k.float(), scale, softcap)  # [N, Hkv, G, S]
+    smax = int(suffix_lens.max()) if n else 0  # skip the storage's unused tail
+    if n == 0 or smax == 0:
+        return (torch.zeros(n, hq, d, dtype=torch.float32, device=q.device),
+                torch.full((n, hq), float("-inf"), dtype=torch.float32, device=q.device))
+    qf = q.float().reshape(n, hkv, g, d)
+    s = _scores(qf, suffix_k[:, :, :smax].float(), scale, softcap)  # [N, Hkv, G, S]
     key = torch.arange(smax, device=q.device)
     slen = suffix_lens.long().view(n, 1, 1, 1)
     visible = key < slen
     if sliding_window > 0:  # query at suffix index slen-1 sees suffix keys j > slen-1-W
         visible = visible & (key > slen - 1 - sliding_window)
-    o, l = _masked_softmax_state(s, visible, suffix_v.float())
+    o, l = _masked_softmax_state(s, visible, suffix_v[:, :, :smax].float())
     return o.reshape(n, hq, d), l.reshape(n, hq)
 
 
