@@ -49,6 +49,25 @@ def _sdpa_fn(c, kd, vd, scale):
     return variants
 
 
+def _graph_replayer(fns):
+    """One CUDA graph per callable, replayed in turn: times the device work without Python's
+    launch overhead (the engine captures its decode step the same way)."""
+    graphs = []
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for fn in fns:
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    for fn in fns:
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+        graphs.append(g)
+    it = iter(range(10 ** 9))
+    return lambda: graphs[next(it) % len(graphs)].replay()
+
+
 def _hbm_bandwidth(device):
     """Measured device-to-device copy bandwidth (bytes read + written per second)."""
     x = torch.empty(1 << 28, dtype=torch.uint8, device=device)
@@ -96,16 +115,18 @@ def _p3_rows(k, prefix, suffix, hq, hkv, d, dtype, device, reps, tier, label, bw
     copies = 3 if device == "cuda" else 1
     cases = [_case(k, prefix, suffix, hq, hkv, d, dtype, device, seed=i) for i in range(copies)]
     it = iter(range(10 ** 9))
-    ours = lambda: A.decode_attention(**cases[next(it) % copies], scale=scale, backend=tier,
-                                      max_seqs_per_prompt=k)
-    t_ours = timeit(ours, device, warmup=3, reps=reps)
+    one = lambda c: (lambda: A.decode_attention(**c, scale=scale, backend=tier, max_seqs_per_prompt=k))
+    t_ours = t_eager = timeit(lambda: one(cases[next(it) % copies])(), device, warmup=3, reps=reps)
+    if device == "cuda":
+        t_ours = timeit(_graph_replayer([one(c) for c in cases]), device, warmup=3, reps=reps)
     kd, vd = _duplicated(cases[0])
     variants = _sdpa_fn(cases[0], kd, vd, scale)
     times = {name: timeit(fn, device, warmup=2, reps=reps) for name, fn in variants.items()}
     best = min(times, key=times.get)
     nbytes = _decode_bytes(k, prefix, suffix, hq, hkv, d, cases[0]["q"].element_size())
     case = f"K={k} prefix={prefix} suffix={suffix} {hq}q/{hkv}kv d={d} {str(dtype)[6:]}"
-    note = f"{label}; SDPA {best} ({', '.join(f'{n} {1e6 * t:.0f}us' for n, t in times.items())})"
+    note = f"{label}; CUDA graph replay (eager {1e6 * t_eager:.0f}us)" if device == "cuda" else label
+    note += f"; SDPA {best} ({', '.join(f'{n} {1e6 * t:.0f}us' for n, t in times.items())})"
     rows = [dict(bench="P3 attention", case=case, fastpass=t_ours * 1e6, baseline_name="SDPA dup KV",
                  baseline=times[best] * 1e6, unit="us", ratio=times[best] / t_ours,
                  roofline_frac=(nbytes / bw / t_ours) if bw else None, note=note)]
@@ -131,10 +152,12 @@ def _crossover_rows(k, prefixes, suffix, hq, hkv, d, dtype, device, reps, tier):
         flat = dict(c, prefix_k=c["prefix_k"][:, :, :0], prefix_v=c["prefix_v"][:, :, :0],
                     prefix_lens=torch.zeros_like(c["prefix_lens"]), suffix_k=kd, suffix_v=vd,
                     suffix_lens=c["suffix_lens"] + prefix)
-        t_split = timeit(lambda: A.decode_attention(**c, scale=scale, backend=tier,
-                                                    max_seqs_per_prompt=k), device, reps=reps)
-        t_flat = timeit(lambda: A.decode_attention(**flat, scale=scale, backend=tier,
-                                                   max_seqs_per_prompt=k), device, reps=reps)
+        split = lambda: A.decode_attention(**c, scale=scale, backend=tier, max_seqs_per_prompt=k)
+        nosplit = lambda: A.decode_attention(**flat, scale=scale, backend=tier, max_seqs_per_prompt=k)
+        if device == "cuda":
+            split, nosplit = _graph_replayer([split]), _graph_replayer([nosplit])
+        t_split = timeit(split, device, reps=reps)
+        t_flat = timeit(nosplit, device, reps=reps)
         rows.append(dict(bench="P3 crossover", case=f"K={k} prefix={prefix} suffix={suffix}",
                          fastpass=t_split * 1e6, baseline_name=f"{tier} without split",
                          baseline=t_flat * 1e6, unit="us", ratio=t_flat / t_split,
@@ -170,11 +193,62 @@ def _cpu_rows(quick, device):
     return rows
 
 
+def sweep(device: str = "cuda") -> dict:
+    """Time launch configurations of the two decode parts at the P3 shape; print them and set
+    the fastest in ``TUNING`` (copy the printed dict into triton_kernels/attention.py)."""
+    import itertools
+
+    from fastpass.triton_kernels import attention as tk
+
+    k, prefix, suffix, hq, hkv, d = 128, 4096, 256, 12, 2, 128
+    cases = [_case(k, prefix, suffix, hq, hkv, d, torch.bfloat16, device, seed=i) for i in range(3)]
+    prefix_part = lambda c: tk.decode_prefix_partials(c["q"], c["prefix_k"], c["prefix_v"], c["prefix_lens"],
+                                                      c["suffix_lens"], c["seq_offsets"], d ** -0.5,
+                                                      max_seqs_per_prompt=k)
+    parts = [prefix_part(c) for c in cases]
+    suffix_part = lambda i: tk.decode_suffix(cases[i]["q"], cases[i]["suffix_k"], cases[i]["suffix_v"],
+                                             cases[i]["suffix_lens"], d ** -0.5, opart=parts[i][0],
+                                             lpart=parts[i][1])
+    best = dict(tk.TUNING)
+    results = []
+    for waves, bm, bn, warps, stages in itertools.product((0.5, 1.0, 2.0), (64, 128), (64, 128), (4, 8), (2, 3)):
+        tk.TUNING.update(prefix=(bm, bn, warps, stages), split_waves=waves)
+        try:
+            t = timeit(_graph_replayer([lambda c=c: prefix_part(c) for c in cases]), device, warmup=3, reps=30)
+        except Exception as exc:  # out of shared memory / registers
+            print(f"prefix {waves} {(bm, bn, warps, stages)}: {type(exc).__name__}")
+            continue
+        results.append(("prefix", waves, (bm, bn, warps, stages), t))
+    top = min((r for r in results if r[0] == "prefix"), key=lambda r: r[3])
+    best.update(split_waves=top[1], prefix=top[2])
+    tk.TUNING.update(best)
+    parts = [prefix_part(c) for c in cases]
+    for bn, warps, stages in itertools.product((32, 64, 128), (2, 4, 8), (2, 3, 4)):
+        tk.TUNING.update(suffix=(bn, warps, stages))
+        try:
+            t = timeit(_graph_replayer([lambda i=i: suffix_part(i) for i in range(3)]), device, warmup=3,
+                       reps=30)
+        except Exception as exc:
+            print(f"suffix {(bn, warps, stages)}: {type(exc).__name__}")
+            continue
+        results.append(("suffix", None, (bn, warps, stages), t))
+    best["suffix"] = min((r for r in results if r[0] == "suffix"), key=lambda r: r[3])[2]
+    tk.TUNING.update(best)
+    for part, waves, cfg, t in sorted(results, key=lambda r: (r[0], r[3]))[:8] + sorted(
+            results, key=lambda r: (r[0] != "suffix", r[3]))[:8]:
+        print(f"{part:6s} waves={waves} cfg={cfg} {t * 1e6:.1f} us")
+    print("TUNING =", best)
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--sweep", action="store_true", help="GPU: tune launch configs first")
     args = ap.parse_args()
+    if args.sweep:
+        sweep(args.device)
     report(run(quick=args.quick, device=args.device), args.device)
 
 

@@ -32,8 +32,9 @@ def _ragged(num_prompts, k, lp, s, seed):
     return ks, plens, slens
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("hq,hkv,d", [(12, 2, 128), (9, 3, 64), (8, 4, 256), (4, 1, 96)])
+@pytest.mark.parametrize("dtype,hq,hkv,d", [
+    (dt, *shape) for dt in (torch.bfloat16, torch.float32)
+    for shape in ((12, 2, 128), (9, 3, 64), (8, 4, 256), (4, 1, 96))] + [(torch.float16, 12, 2, 128)])
 @pytest.mark.parametrize("softcap,window", [(0.0, 0), (30.0, 0), (0.0, 200)])
 def test_decode_gpu_matches_reference(dtype, hq, hkv, d, softcap, window):
     ks, plens, slens = _ragged(5, 40, 700, 90, seed=hq * d + window)

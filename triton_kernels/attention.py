@@ -230,13 +230,23 @@ def _dot_precision(dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _blocks(device, d):
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages). The interpreter pays per program x tile, so
-    it gets few, large tiles; the GPU gets tiles that keep K/V tiles plus accumulators in
-    registers."""
+# GPU launch configurations: (BLOCK_M, BLOCK_N, num_warps, num_stages) for prefill and the
+# decode prefix part, (BLOCK_N, num_warps, num_stages) for the suffix part; split_waves scales
+# how many prefix splits are launched (in units of the SM count). Tuned on an H100 by
+# bench/bench_attention.py's sweep; head dims above 128 halve the tiles to stay in registers.
+TUNING = {"prefill": (64, 64, 4, 3), "prefix": (64, 64, 4, 3), "suffix": (64, 4, 3),
+          "split_waves": 1.0}
+# The interpreter pays per program x tile: few, large tiles.
+_INTERPRETER = {"prefill": (32, 64, 4, 1), "prefix": (32, 64, 4, 1), "suffix": (64, 4, 1)}
+
+
+def _config(part, device, d):
     if device.type != "cuda":
-        return 32, 64, 4, 1
-    return (64, 64, 4, 3) if d <= 128 else (32, 32, 4, 2)
+        return _INTERPRETER[part]
+    cfg = TUNING[part]
+    if d > 128:
+        cfg = tuple(max(16, x // 2) for x in cfg[:-2]) + cfg[-2:]
+    return cfg
 
 
 def _common(q, scale, softcap, window):
@@ -255,7 +265,7 @@ def prefill(q, k, v, cu_seqlens, scale, softcap=0.0, window=0, max_seqlen=None):
         return out
     if max_seqlen is None:
         max_seqlen = int(cu_seqlens.diff().max())
-    block_m, block_n, warps, stages = _blocks(q.device, d)
+    block_m, block_n, warps, stages = _config("prefill", q.device, d)
     args, meta = _common(q, scale, softcap, window)
     grid = (triton.cdiv(max_seqlen, block_m), b, hq)
     _prefill_kernel[grid](q, k, v, out, cu_seqlens, *args.values(), *q.stride(), *k.stride(),
@@ -267,7 +277,7 @@ def prefill(q, k, v, cu_seqlens, scale, softcap=0.0, window=0, max_seqlen=None):
 def _num_splits(device, programs, prefix_len, block_n):
     if device.type != "cuda":
         return 1
-    want = triton.cdiv(_sm_count(device.index or 0), max(1, programs))
+    want = triton.cdiv(int(TUNING["split_waves"] * _sm_count(device.index or 0)), max(1, programs))
     return max(1, min(want, triton.cdiv(prefix_len, block_n)))
 
 
@@ -280,15 +290,17 @@ def decode_prefix_partials(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_
     if max_seqs_per_prompt is None:
         capturing = q.is_cuda and torch.cuda.is_current_stream_capturing()
         max_seqs_per_prompt = n if capturing else int(seq_offsets.diff().max()) if num_prompts else 0
-    block_m, block_n, warps, stages = _blocks(q.device, d)
+    block_m, block_n, warps, stages = _config("prefix", q.device, d)
     row_blocks = max(1, triton.cdiv(max_seqs_per_prompt * g, block_m))
     splits = _num_splits(q.device, num_prompts * hkv * row_blocks, lp, block_n)
     split_len = triton.cdiv(triton.cdiv(max(lp, 1), splits), block_n) * block_n
     splits = max(1, triton.cdiv(lp, split_len))
-    opart = torch.zeros(splits, n, hq, d, dtype=torch.float32, device=q.device)
-    lpart = torch.full((splits, n, hq), float("-inf"), dtype=torch.float32, device=q.device)
     if n == 0 or num_prompts == 0 or max_seqs_per_prompt == 0:
-        return opart, lpart
+        return (torch.zeros(splits, n, hq, d, dtype=torch.float32, device=q.device),
+                torch.full((splits, n, hq), float("-inf"), dtype=torch.float32, device=q.device))
+    # every (split, sequence, head) is written by the program that owns its row block
+    opart = torch.empty(splits, n, hq, d, dtype=torch.float32, device=q.device)
+    lpart = torch.empty(splits, n, hq, dtype=torch.float32, device=q.device)
     args, meta = _common(q, scale, softcap, window)
     grid = (num_prompts * hkv, row_blocks, splits)
     _decode_prefix_kernel[grid](q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, opart,
@@ -312,7 +324,7 @@ def decode_suffix(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0.0, window
         return out if has_prefix else (out, lse)
     if not has_prefix:  # the kernel reads no partials; lpart's strides address LSE_OUT
         opart, lpart = out.unsqueeze(0), lse.unsqueeze(0)
-    _, block_n, warps, stages = _blocks(q.device, d)
+    block_n, warps, stages = _config("suffix", q.device, d)
     args, meta = _common(q, scale, softcap, window)
     lse_arg = lse if lse is not None else lpart  # not written when merging
     _decode_suffix_kernel[(n, hkv)](q, suffix_k, suffix_v, suffix_lens, opart, lpart, out, lse_arg,
