@@ -53,15 +53,16 @@ def _words64(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return v & _MASK32, (v >> 32) & _MASK32
 
 
-def keyed_uniforms(seed, stream_ids, sample_ids, step, counter: int, device=None) -> torch.Tensor:
-    """Uniforms in [0, 1) (24-bit, float32), keyed by int64 values or tensors broadcast together.
+def keyed_uniforms(seed, stream_ids, sample_ids, step, counter, device=None) -> torch.Tensor:
+    """Uniforms in [0, 1) (24-bit, float32), keyed by int64 values or tensors broadcast together
+    (``counter`` too, e.g. [[0], [1]] for a row's two draws at once).
 
     Same hash as ``fastpass.triton_kernels.sampling._keyed_uniform``."""
     keys = [torch.as_tensor(v, dtype=torch.int64, device=device)
-            for v in (seed, stream_ids, sample_ids, step)]
-    seed, stream_ids, sample_ids, step = torch.broadcast_tensors(*keys)
+            for v in (seed, stream_ids, sample_ids, step, counter)]
+    seed, stream_ids, sample_ids, step, counter = torch.broadcast_tensors(*keys)
     words = [*_words64(seed), *_words64(stream_ids), *_words64(sample_ids), *_words64(step),
-             torch.full_like(seed, counter, dtype=torch.int64)]
+             counter]
     h = torch.zeros_like(words[0])
     for word, salt in zip(words, _SALTS):
         h = _fmix32(h ^ word ^ salt)
@@ -183,31 +184,34 @@ def sample_reference(logits, inv_t, cutoff, seed, step, stream_ids, sample_ids,
     """Plain-torch two-level sampler, the same tiling and keyed uniforms as the Triton tier."""
     B, V = logits.shape
     dev = logits.device
-    if bool(torch.isnan(logits).any()) or bool(torch.isposinf(logits).any()):
-        raise ValueError("logits contain NaN or +inf: fix the model output (mask with -inf, never NaN)")
     tile = tile or tile_size(V)
     n_tiles = -(-V // tile)
     if not isinstance(inv_t, torch.Tensor):
         inv_t = torch.full((B,), inv_t, dtype=torch.float32, device=dev)
     greedy = inv_t == 0
-    x = logits.float() * torch.where(greedy, torch.ones_like(inv_t), inv_t)[:, None]
-    greedy_tok = x.argmax(dim=-1)
-    if cutoff is not None:
-        x = x.masked_fill(x < cutoff[:, None], float("-inf"))
-    if n_tiles * tile != V:
-        x = torch.nn.functional.pad(x, (0, n_tiles * tile - V), value=float("-inf"))
+    x = torch.empty((B, n_tiles * tile), dtype=torch.float32, device=dev)
+    x[:, V:] = float("-inf")
+    torch.mul(logits, torch.where(greedy, torch.ones_like(inv_t), inv_t)[:, None], out=x[:, :V])
     x = x.view(B, n_tiles, tile)
-    m = x.amax(dim=-1)
-    e = torch.exp(x - torch.where(m == float("-inf"), 0.0, m)[..., None])
+    raw_max, raw_arg = x.max(dim=-1)              # greedy rows: x is the raw logits
+    if bool(torch.isnan(raw_max).any()) or bool(torch.isposinf(raw_max).any()):
+        raise ValueError("logits contain NaN or +inf: fix the model output (mask with -inf, never NaN)")
+    first_max_tile = (raw_max == raw_max.amax(dim=-1, keepdim=True)).int().argmax(dim=-1)
+    greedy_tok = first_max_tile * tile + raw_arg.gather(1, first_max_tile[:, None])[:, 0]
+    if cutoff is not None:
+        x.masked_fill_(x < cutoff[:, None, None], float("-inf"))
+        m = x.amax(dim=-1)
+    else:
+        m = raw_max
+    e = x.sub_(torch.where(m == float("-inf"), 0.0, m)[..., None]).exp_()
     s = e.sum(dim=-1)
     M = m.amax(dim=-1, keepdim=True)
     w = torch.where(s > 0, s * torch.exp(m - torch.where(M == float("-inf"), 0.0, M)), 0.0)
 
     stream = torch.arange(B, device=dev) if stream_ids is None else stream_ids
-    sample = torch.zeros(B, dtype=torch.int64, device=dev) if sample_ids is None else sample_ids
-    u1 = keyed_uniforms(seed, stream, sample, step, 0, device=dev)
-    u2 = keyed_uniforms(seed, stream, sample, step, 1, device=dev)
-
+    sample = 0 if sample_ids is None else sample_ids
+    u1, u2 = keyed_uniforms(seed, stream, sample, step, torch.tensor([[0], [1]], device=dev),
+                            device=dev)
     tile_idx = _inverse_cdf(w, u1)
     e_tile = e.gather(1, tile_idx[:, None, None].expand(B, 1, tile))[:, 0]
     tok = tile_idx * tile + _inverse_cdf(e_tile, u2)
