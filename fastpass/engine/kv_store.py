@@ -35,7 +35,6 @@ class KVStore:
         # decode state, updated in place (so a captured graph sees new values on replay)
         self.suffix_lens = torch.zeros(self.num_seqs, **i32)  # valid entries incl. the current token
         self.write_pos = torch.zeros((), dtype=torch.int64, device=self.device)
-        self.rows = torch.arange(self.num_seqs, device=self.device)
         # prefill metadata, set by begin_prefill
         self.mode = "prefill"
         self.cu_seqlens = None
@@ -77,8 +76,9 @@ class KVStore:
 
     def store_suffix(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """k, v: [N, Hkv, D], the current token of every sequence."""
-        self.suffix_k[layer][self.rows, :, self.write_pos, :] = k
-        self.suffix_v[layer][self.rows, :, self.write_pos, :] = v
+        slot = self.write_pos.view(1)  # every row writes the same slot: one strided copy, graph-safe
+        self.suffix_k[layer].index_copy_(2, slot, k.unsqueeze(2))
+        self.suffix_v[layer].index_copy_(2, slot, v.unsqueeze(2))
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Compaction: keep only sequences ``keep`` (sorted int64 indices; prompt grouping stays)."""
@@ -90,7 +90,6 @@ class KVStore:
         self.seq_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32)
         self.num_seqs = int(keep.numel())
         self.suffix_lens = self.suffix_lens.index_select(0, keep)
-        self.rows = torch.arange(self.num_seqs, device=self.device)
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for d in (self.prefix_k, self.prefix_v, self.suffix_k,
