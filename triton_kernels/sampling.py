@@ -15,7 +15,7 @@ NaN logits are treated as -inf and +inf as the largest finite float (no host che
 import triton
 import triton.language as tl
 
-_FLT_MAX = 3.4028234663852886e38
+_FLT_MAX = tl.constexpr(3.4028234663852886e38)
 
 
 @triton.jit
