@@ -125,7 +125,10 @@ class FastpassLM(TemplateLM):
             raise ValueError("FastpassLM needs pretrained=DIR_OR_ID (e.g. --model_args pretrained=/path/to/model)")
         if unused:
             log.warning("FastpassLM ignores model_args %s", sorted(unused))
-        if device is None and isinstance(pretrained, str):
+        if isinstance(pretrained, str) and (device is None or (str(device).startswith("cuda")
+                                                              and not torch.cuda.is_available())):
+            if device is not None:  # lm-eval's CLI defaults --device to cuda:0, also on CPU machines
+                log.warning("device=%s requested but CUDA is not available: running on cpu", device)
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._model, self.tokenizer = _load(pretrained, tokenizer, gguf_file, dtype, device,
                                             _as_bool(trust_remote_code), revision)
