@@ -49,23 +49,24 @@ def _sdpa_fn(c, kd, vd, scale):
     return variants
 
 
-def _graph_replayer(fns):
-    """One CUDA graph per callable, replayed in turn: times the device work without Python's
-    launch overhead (the engine captures its decode step the same way)."""
-    graphs = []
+def _device_time(fns, device, reps=20, inner=20):
+    """Seconds per call of the callables, taken in turn. On CUDA: one graph holding ``inner``
+    calls back to back (as the engine's captured decode step holds every layer's attention),
+    so Python's launch overhead and the gap before the first kernel stay out of the number."""
+    if device != "cuda":
+        it = iter(range(10 ** 9))
+        return timeit(lambda: fns[next(it) % len(fns)](), device, warmup=2, reps=reps)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
+    with torch.cuda.stream(side):  # compile and warm up outside the capture
         for fn in fns:
             fn()
     torch.cuda.current_stream().wait_stream(side)
-    for fn in fns:
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            fn()
-        graphs.append(g)
-    it = iter(range(10 ** 9))
-    return lambda: graphs[next(it) % len(graphs)].replay()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(inner):
+            fns[i % len(fns)]()
+    return timeit(graph.replay, device, warmup=2, reps=reps) / inner
 
 
 def _hbm_bandwidth(device):
@@ -118,14 +119,14 @@ def _p3_rows(k, prefix, suffix, hq, hkv, d, dtype, device, reps, tier, label, bw
     one = lambda c: (lambda: A.decode_attention(**c, scale=scale, backend=tier, max_seqs_per_prompt=k))
     t_ours = t_eager = timeit(lambda: one(cases[next(it) % copies])(), device, warmup=3, reps=reps)
     if device == "cuda":
-        t_ours = timeit(_graph_replayer([one(c) for c in cases]), device, warmup=3, reps=reps)
+        t_ours = _device_time([one(c) for c in cases], device, reps)
     kd, vd = _duplicated(cases[0])
     variants = _sdpa_fn(cases[0], kd, vd, scale)
-    times = {name: timeit(fn, device, warmup=2, reps=reps) for name, fn in variants.items()}
+    times = {name: _device_time([fn], device, reps, inner=4) for name, fn in variants.items()}
     best = min(times, key=times.get)
     nbytes = _decode_bytes(k, prefix, suffix, hq, hkv, d, cases[0]["q"].element_size())
     case = f"K={k} prefix={prefix} suffix={suffix} {hq}q/{hkv}kv d={d} {str(dtype)[6:]}"
-    note = f"{label}; CUDA graph replay (eager {1e6 * t_eager:.0f}us)" if device == "cuda" else label
+    note = f"{label}; in a CUDA graph (eager call {1e6 * t_eager:.0f}us)" if device == "cuda" else label
     note += f"; SDPA {best} ({', '.join(f'{n} {1e6 * t:.0f}us' for n, t in times.items())})"
     rows = [dict(bench="P3 attention", case=case, fastpass=t_ours * 1e6, baseline_name="SDPA dup KV",
                  baseline=times[best] * 1e6, unit="us", ratio=times[best] / t_ours,
@@ -154,10 +155,8 @@ def _crossover_rows(k, prefixes, suffix, hq, hkv, d, dtype, device, reps, tier):
                     suffix_lens=c["suffix_lens"] + prefix)
         split = lambda: A.decode_attention(**c, scale=scale, backend=tier, max_seqs_per_prompt=k)
         nosplit = lambda: A.decode_attention(**flat, scale=scale, backend=tier, max_seqs_per_prompt=k)
-        if device == "cuda":
-            split, nosplit = _graph_replayer([split]), _graph_replayer([nosplit])
-        t_split = timeit(split, device, reps=reps)
-        t_flat = timeit(nosplit, device, reps=reps)
+        t_split = _device_time([split], device, reps)
+        t_flat = _device_time([nosplit], device, reps, inner=5)
         rows.append(dict(bench="P3 crossover", case=f"K={k} prefix={prefix} suffix={suffix}",
                          fastpass=t_split * 1e6, baseline_name=f"{tier} without split",
                          baseline=t_flat * 1e6, unit="us", ratio=t_flat / t_split,
@@ -194,49 +193,54 @@ def _cpu_rows(quick, device):
 
 
 def sweep(device: str = "cuda") -> dict:
-    """Time launch configurations of the two decode parts at the P3 shape; print them and set
-    the fastest in ``TUNING`` (copy the printed dict into triton_kernels/attention.py)."""
+    """Time launch configurations at the P3 shape (prefix part alone, suffix + merge alone,
+    then whole decode in both modes), print the best, and set them in ``TUNING`` (copy the
+    printed dict into triton_kernels/attention.py)."""
     import itertools
 
     from fastpass.triton_kernels import attention as tk
 
     k, prefix, suffix, hq, hkv, d = 128, 4096, 256, 12, 2, 128
+    scale = d ** -0.5
     cases = [_case(k, prefix, suffix, hq, hkv, d, torch.bfloat16, device, seed=i) for i in range(3)]
-    prefix_part = lambda c: tk.decode_prefix_partials(c["q"], c["prefix_k"], c["prefix_v"], c["prefix_lens"],
-                                                      c["suffix_lens"], c["seq_offsets"], d ** -0.5,
-                                                      max_seqs_per_prompt=k)
-    parts = [prefix_part(c) for c in cases]
-    suffix_part = lambda i: tk.decode_suffix(cases[i]["q"], cases[i]["suffix_k"], cases[i]["suffix_v"],
-                                             cases[i]["suffix_lens"], d ** -0.5, opart=parts[i][0],
-                                             lpart=parts[i][1])
-    best = dict(tk.TUNING)
-    results = []
-    for waves, bm, bn, warps, stages in itertools.product((0.5, 1.0, 2.0), (64, 128), (64, 128), (4, 8), (2, 3)):
-        tk.TUNING.update(prefix=(bm, bn, warps, stages), split_waves=waves)
+    prefix_part = lambda c: (lambda: tk.decode_prefix_partials(
+        c["q"], c["prefix_k"], c["prefix_v"], c["prefix_lens"], c["suffix_lens"], c["seq_offsets"],
+        scale, max_seqs_per_prompt=k))
+    whole = lambda c: (lambda: tk.decode(**c, scale=scale, max_seqs_per_prompt=k))
+    best, results = dict(tk.TUNING), []
+
+    def trial(kind, key, fns, **tuning):
+        tk.TUNING.update(tuning)
         try:
-            t = timeit(_graph_replayer([lambda c=c: prefix_part(c) for c in cases]), device, warmup=3, reps=30)
+            results.append((kind, key, _device_time(fns, device, reps=10, inner=10)))
         except Exception as exc:  # out of shared memory / registers
-            print(f"prefix {waves} {(bm, bn, warps, stages)}: {type(exc).__name__}")
-            continue
-        results.append(("prefix", waves, (bm, bn, warps, stages), t))
-    top = min((r for r in results if r[0] == "prefix"), key=lambda r: r[3])
-    best.update(split_waves=top[1], prefix=top[2])
+            print(f"{kind} {key}: {type(exc).__name__}")
+
+    for bm, bn, warps, stages in itertools.product((64, 128), (64, 128), (4, 8), (2, 3)):
+        for waves in (1.0, 2.0, 4.0):
+            trial("prefix", (bm, bn, warps, stages, waves), [prefix_part(c) for c in cases],
+                  prefix=(bm, bn, warps, stages), split_waves=waves)
+    top = min((r for r in results if r[0] == "prefix"), key=lambda r: r[2])[1]
+    best.update(prefix=top[:4], split_waves=top[4])
     tk.TUNING.update(best)
-    parts = [prefix_part(c) for c in cases]
-    for bn, warps, stages in itertools.product((32, 64, 128), (2, 4, 8), (2, 3, 4)):
-        tk.TUNING.update(suffix=(bn, warps, stages))
-        try:
-            t = timeit(_graph_replayer([lambda i=i: suffix_part(i) for i in range(3)]), device, warmup=3,
-                       reps=30)
-        except Exception as exc:
-            print(f"suffix {(bn, warps, stages)}: {type(exc).__name__}")
-            continue
-        results.append(("suffix", None, (bn, warps, stages), t))
-    best["suffix"] = min((r for r in results if r[0] == "suffix"), key=lambda r: r[3])[2]
+    parts = [prefix_part(c)() for c in cases]
+    suffix_part = lambda c, p: (lambda: tk.decode_suffix(c["q"], c["suffix_k"], c["suffix_v"],
+                                                         c["suffix_lens"], scale, opart=p[0], lpart=p[1]))
+    for cfg in itertools.product((32, 64, 128), (2, 4, 8), (2, 3)):
+        trial("suffix", cfg, [suffix_part(c, p) for c, p in zip(cases, parts)], suffix=cfg)
+    best["suffix"] = min((r for r in results if r[0] == "suffix"), key=lambda r: r[2])[1]
+    for waves in (0.25, 0.5, 1.0):
+        trial("whole", ("concurrent", waves), [whole(c) for c in cases], **best, concurrent=True,
+              concurrent_waves=waves)
+    trial("whole", ("sequential",), [whole(c) for c in cases], **best, concurrent=False)
+    top = min((r for r in results if r[0] == "whole"), key=lambda r: r[2])[1]
+    best["concurrent"] = top[0] == "concurrent"
+    if best["concurrent"]:
+        best["concurrent_waves"] = top[1]
     tk.TUNING.update(best)
-    for part, waves, cfg, t in sorted(results, key=lambda r: (r[0], r[3]))[:8] + sorted(
-            results, key=lambda r: (r[0] != "suffix", r[3]))[:8]:
-        print(f"{part:6s} waves={waves} cfg={cfg} {t * 1e6:.1f} us")
+    for kind in ("prefix", "suffix", "whole"):
+        for _, key, t in sorted((r for r in results if r[0] == kind), key=lambda r: r[2])[:5]:
+            print(f"{kind:6s} {key} {t * 1e6:.1f} us")
     print("TUNING =", best)
     return best
 

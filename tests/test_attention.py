@@ -210,6 +210,30 @@ def test_decode_triton_parts_match_reference_parts():
 
 
 @needs_triton
+@pytest.mark.parametrize("window", [0, 20])
+def test_decode_triton_prefix_split_over_key_ranges(monkeypatch, window):
+    """The GPU splits long prefixes over key ranges; force 3 splits (one of them empty for the
+    shorter prompt) and check the LSE merge of the partials."""
+    from fastpass.triton_kernels import attention as tk
+
+    monkeypatch.setattr(tk, "_num_splits", lambda *a: 3)
+    c = decode_case([3, 2], [150, 20], [1, 5, 9, 3, 2], seed=6)
+    assert tk._prefix_plan(c["q"], c["prefix_k"], c["seq_offsets"], None, 1.0)[1:] == (3, 64)
+    ref = A.decode_attention(**c, scale=0.25, sliding_window=window, backend="reference")
+    got = A.decode_attention(**c, scale=0.25, sliding_window=window, backend="triton")
+    torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+
+
+@needs_triton
+def test_decode_triton_without_prefix_storage():
+    c = decode_case([3, 2], [0, 0], [1, 5, 9, 3, 2], lp_max=1, seed=8)
+    c["prefix_k"], c["prefix_v"] = c["prefix_k"][:, :, :0], c["prefix_v"][:, :, :0]
+    ref = A.decode_attention(**c, scale=0.25, backend="reference")
+    got = A.decode_attention(**c, scale=0.25, backend="triton")
+    torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+
+
+@needs_triton
 def test_decode_triton_odd_head_dim_and_strided_query():
     # q is a strided view (as sliced from a fused qkv projection); head dim 20 is not a power of 2
     c = decode_case([2, 1], [9, 40], [3, 1, 2], hq=4, hkv=2, d=20, seed=9)

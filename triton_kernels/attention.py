@@ -157,17 +157,16 @@ def _decode_prefix_kernel(Q, PK, PV, PLEN, SLEN, OFFS, OPART, LPART, num_kv_head
 
 
 @triton.jit
-def _decode_suffix_kernel(Q, SK, SV, SLEN, OPART, LPART, OUT, LSE_OUT, num_splits,
-                          qk_scale2, scale, softcap, window,
+def _decode_suffix_kernel(Q, SK, SV, SLEN, OPART, LPART, OUT, LSE_OUT, qk_scale2, scale, softcap, window,
                           s_qn, s_qh, s_qd, s_kn, s_kh, s_kl, s_kd, s_vn, s_vh, s_vl, s_vd,
-                          s_ps, s_pn, s_ph, s_pd, s_qs, s_qln, s_qlh, s_on, s_oh, s_od,
+                          s_ps, s_pn, s_ph, s_pd, s_ls, s_ln, s_lh, s_on, s_oh, s_od, s_en, s_eh,
                           G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr,
-                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-                          HAS_WINDOW: tl.constexpr, HAS_PREFIX: tl.constexpr,
-                          WRITE_LSE: tl.constexpr, DOT_PREC: tl.constexpr):
+                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SPLITS: tl.constexpr,
+                          BLOCK_S: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr,
+                          HAS_SUFFIX: tl.constexpr, WRITE_LSE: tl.constexpr, DOT_PREC: tl.constexpr):
     """Grid (sequence, kv head): the G query heads against the sequence's own suffix. The
-    online-softmax state starts from the prefix partials (merged by LSE in fp32), so the merge
-    costs no extra pass."""
+    online-softmax state starts from the NUM_SPLITS fp32 partials (out, lse) of the prefix,
+    merged by LSE, so merging costs no extra pass. HAS_SUFFIX=False: merge only."""
     n = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1)
     offs_g = tl.arange(0, BLOCK_G)
@@ -176,47 +175,48 @@ def _decode_suffix_kernel(Q, SK, SV, SLEN, OPART, LPART, OUT, LSE_OUT, num_split
     d_ok = offs_d < D
     head = kvh * G + offs_g
     gd_ok = g_ok[:, None] & d_ok[None, :]
-    q = tl.load(Q + n * s_qn + head[:, None] * s_qh + offs_d[None, :] * s_qd, mask=gd_ok, other=0.0)
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
-    if HAS_PREFIX:
-        for sp in range(0, num_splits):
-            lse2 = tl.load(LPART + sp * s_qs + n * s_qln + head * s_qlh, mask=g_ok,
-                           other=float("-inf")) * 1.4426950408889634
+    if NUM_SPLITS > 0:
+        # all LSEs in one load, then independent (unrolled) loads of the partial outputs
+        offs_s = tl.arange(0, BLOCK_S)
+        lse2 = tl.load(LPART + offs_s[:, None] * s_ls + n * s_ln + head[None, :] * s_lh,
+                       mask=(offs_s < NUM_SPLITS)[:, None] & g_ok[None, :],
+                       other=float("-inf")) * 1.4426950408889634
+        m_i = tl.max(lse2, 0)
+        w = tl.exp2(lse2 - tl.where(m_i == float("-inf"), 0.0, m_i)[None, :])
+        l_i = tl.sum(w, 0)
+        for sp in tl.static_range(NUM_SPLITS):
             o = tl.load(OPART + sp * s_ps + n * s_pn + head[:, None] * s_ph + offs_d[None, :] * s_pd,
                         mask=gd_ok, other=0.0)
-            m_new = tl.maximum(m_i, lse2)
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-            alpha = tl.exp2(m_i - m_use)
-            w = tl.exp2(lse2 - m_use)
-            acc = acc * alpha[:, None] + o * w[:, None]
-            l_i = l_i * alpha + w
-            m_i = m_new
-    slen = tl.load(SLEN + n).to(tl.int32)
-    lo = 0
-    if HAS_WINDOW:
-        lo = (tl.maximum(slen - window, 0) // BLOCK_N) * BLOCK_N
-    k_base = SK + n * s_kn + kvh * s_kh
-    v_base = SV + n * s_vn + kvh * s_vh
-    for n0 in range(lo, slen, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        n_ok = offs_n < slen
-        kt = tl.load(k_base + offs_n[None, :] * s_kl + offs_d[:, None] * s_kd,
-                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
-        v = tl.load(v_base + offs_n[:, None] * s_vl + offs_d[None, :] * s_vd,
-                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-        s = _scores2(q, kt, qk_scale2, scale, softcap, HAS_SOFTCAP, DOT_PREC)
-        visible = n_ok[None, :] & g_ok[:, None]
+            acc += o * tl.sum(tl.where(offs_s[:, None] == sp, w, 0.0), 0)[:, None]
+    if HAS_SUFFIX:
+        q = tl.load(Q + n * s_qn + head[:, None] * s_qh + offs_d[None, :] * s_qd, mask=gd_ok, other=0.0)
+        slen = tl.load(SLEN + n).to(tl.int32)
+        lo = 0
         if HAS_WINDOW:
-            visible = visible & (offs_n[None, :] > slen - 1 - window)
-        s = tl.where(visible, s, float("-inf"))
-        m_i, l_i, acc = _online_update(s, m_i, l_i, acc, v, DOT_PREC)
+            lo = (tl.maximum(slen - window, 0) // BLOCK_N) * BLOCK_N
+        k_base = SK + n * s_kn + kvh * s_kh
+        v_base = SV + n * s_vn + kvh * s_vh
+        for n0 in range(lo, slen, BLOCK_N):
+            offs_n = n0 + tl.arange(0, BLOCK_N)
+            n_ok = offs_n < slen
+            kt = tl.load(k_base + offs_n[None, :] * s_kl + offs_d[:, None] * s_kd,
+                         mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+            v = tl.load(v_base + offs_n[:, None] * s_vl + offs_d[None, :] * s_vd,
+                        mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+            s = _scores2(q, kt, qk_scale2, scale, softcap, HAS_SOFTCAP, DOT_PREC)
+            visible = n_ok[None, :] & g_ok[:, None]
+            if HAS_WINDOW:
+                visible = visible & (offs_n[None, :] > slen - 1 - window)
+            s = tl.where(visible, s, float("-inf"))
+            m_i, l_i, acc = _online_update(s, m_i, l_i, acc, v, DOT_PREC)
     out, lse = _finish(m_i, l_i, acc)
     tl.store(OUT + n * s_on + head[:, None] * s_oh + offs_d[None, :] * s_od,
              out.to(OUT.dtype.element_ty), mask=gd_ok)
     if WRITE_LSE:
-        tl.store(LSE_OUT + n * s_qln + head * s_qlh, lse, mask=g_ok)
+        tl.store(LSE_OUT + n * s_en + head * s_eh, lse, mask=g_ok)
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -234,8 +234,8 @@ def _dot_precision(dtype) -> str:
 # decode prefix part, (BLOCK_N, num_warps, num_stages) for the suffix part; split_waves scales
 # how many prefix splits are launched (in units of the SM count). Tuned on an H100 by
 # bench/bench_attention.py's sweep; head dims above 128 halve the tiles to stay in registers.
-TUNING = {"prefill": (64, 64, 4, 3), "prefix": (64, 64, 4, 3), "suffix": (64, 4, 3),
-          "split_waves": 1.0}
+TUNING = {"prefill": (64, 64, 4, 3), "prefix": (64, 64, 4, 3), "suffix": (128, 4, 2),
+          "split_waves": 2.0, "concurrent": False, "concurrent_waves": 0.5}
 # The interpreter pays per program x tile: few, large tiles.
 _INTERPRETER = {"prefill": (32, 64, 4, 1), "prefix": (32, 64, 4, 1), "suffix": (64, 4, 1)}
 
@@ -274,40 +274,81 @@ def prefill(q, k, v, cu_seqlens, scale, softcap=0.0, window=0, max_seqlen=None):
     return out
 
 
-def _num_splits(device, programs, prefix_len, block_n):
+def _num_splits(device, programs, prefix_len, block_n, waves):
     if device.type != "cuda":
         return 1
-    want = triton.cdiv(int(TUNING["split_waves"] * _sm_count(device.index or 0)), max(1, programs))
+    want = triton.cdiv(int(waves * _sm_count(device.index or 0)), max(1, programs))
     return max(1, min(want, triton.cdiv(prefix_len, block_n)))
+
+
+def _prefix_plan(q, prefix_k, seq_offsets, max_seqs_per_prompt, waves):
+    """(row_blocks, splits, split_len): the prefix grid, split over key ranges so that the few
+    (prompt, kv head, row block) programs still fill the GPU."""
+    n, hq, d = q.shape
+    num_prompts, hkv, lp, _ = prefix_k.shape
+    if max_seqs_per_prompt is None:
+        capturing = q.is_cuda and torch.cuda.is_current_stream_capturing()
+        max_seqs_per_prompt = n if capturing else int(seq_offsets.diff().max()) if num_prompts else 0
+    block_m, block_n = _config("prefix", q.device, d)[:2]
+    row_blocks = triton.cdiv(max_seqs_per_prompt * (hq // hkv), block_m)
+    splits = _num_splits(q.device, num_prompts * hkv * max(1, row_blocks), lp, block_n, waves)
+    split_len = triton.cdiv(triton.cdiv(max(lp, 1), splits), block_n) * block_n
+    return row_blocks, max(1, triton.cdiv(lp, split_len)), split_len
+
+
+def _launch_prefix(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, opart, lpart, plan,
+                   args, meta):
+    row_blocks, splits, split_len = plan
+    num_prompts, hkv = prefix_k.shape[:2]
+    block_m, block_n, warps, stages = _config("prefix", q.device, q.shape[2])
+    grid = (num_prompts * hkv, row_blocks, splits)
+    _decode_prefix_kernel[grid](q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, opart,
+                                lpart, hkv, split_len, *args.values(), *q.stride(),
+                                *prefix_k.stride(), *prefix_v.stride(), *opart.stride(),
+                                *lpart.stride(), G=q.shape[1] // hkv, BLOCK_M=block_m,
+                                BLOCK_N=block_n, num_warps=warps, num_stages=stages, **meta)
+
+
+def _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, num_splits, out, lse_out,
+                   has_suffix, args, meta):
+    """Suffix kernel: merges the first ``num_splits`` partials, then (has_suffix) attends the
+    suffix; writes ``out`` (any dtype) and, when given, ``lse_out``."""
+    n, hq, d = q.shape
+    hkv = suffix_k.shape[1]
+    block_n, warps, stages = _config("suffix", q.device, d)
+    if opart is None:  # nothing to merge: fp32 placeholders of the right rank, never read
+        opart = torch.empty(1, 1, 1, 1, dtype=torch.float32, device=q.device)
+        lpart = opart[:, :, :, 0]
+    lse_arg = lse_out if lse_out is not None else lpart[0]
+    _decode_suffix_kernel[(n, hkv)](q, suffix_k, suffix_v, suffix_lens, opart, lpart, out, lse_arg,
+                                    *args.values(), *q.stride(), *suffix_k.stride(),
+                                    *suffix_v.stride(), *opart.stride(), *lpart.stride(),
+                                    *out.stride(), *lse_arg.stride(), G=hq // hkv,
+                                    BLOCK_G=max(16, triton.next_power_of_2(hq // hkv)),
+                                    BLOCK_N=block_n, NUM_SPLITS=num_splits,
+                                    BLOCK_S=max(2, triton.next_power_of_2(num_splits)),
+                                    HAS_SUFFIX=has_suffix, WRITE_LSE=lse_out is not None,
+                                    num_warps=warps, num_stages=stages, **meta)
+
+
+def _empty_state(splits, n, hq, d, device):
+    return (torch.empty(splits, n, hq, d, dtype=torch.float32, device=device),
+            torch.empty(splits, n, hq, dtype=torch.float32, device=device))
 
 
 def decode_prefix_partials(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, scale,
                            softcap=0.0, window=0, max_seqs_per_prompt=None):
     """Prefix part, split over key ranges: fp32 out [S, N, Hq, D] and lse [S, N, Hq]."""
     n, hq, d = q.shape
-    num_prompts, hkv, lp, _ = prefix_k.shape
-    g = hq // hkv
-    if max_seqs_per_prompt is None:
-        capturing = q.is_cuda and torch.cuda.is_current_stream_capturing()
-        max_seqs_per_prompt = n if capturing else int(seq_offsets.diff().max()) if num_prompts else 0
-    block_m, block_n, warps, stages = _config("prefix", q.device, d)
-    row_blocks = max(1, triton.cdiv(max_seqs_per_prompt * g, block_m))
-    splits = _num_splits(q.device, num_prompts * hkv * row_blocks, lp, block_n)
-    split_len = triton.cdiv(triton.cdiv(max(lp, 1), splits), block_n) * block_n
-    splits = max(1, triton.cdiv(lp, split_len))
-    if n == 0 or num_prompts == 0 or max_seqs_per_prompt == 0:
-        return (torch.zeros(splits, n, hq, d, dtype=torch.float32, device=q.device),
-                torch.full((splits, n, hq), float("-inf"), dtype=torch.float32, device=q.device))
+    plan = _prefix_plan(q, prefix_k, seq_offsets, max_seqs_per_prompt, TUNING["split_waves"])
+    if n == 0 or plan[0] == 0:
+        return (torch.zeros(plan[1], n, hq, d, dtype=torch.float32, device=q.device),
+                torch.full((plan[1], n, hq), float("-inf"), dtype=torch.float32, device=q.device))
     # every (split, sequence, head) is written by the program that owns its row block
-    opart = torch.empty(splits, n, hq, d, dtype=torch.float32, device=q.device)
-    lpart = torch.empty(splits, n, hq, dtype=torch.float32, device=q.device)
+    opart, lpart = _empty_state(plan[1], n, hq, d, q.device)
     args, meta = _common(q, scale, softcap, window)
-    grid = (num_prompts * hkv, row_blocks, splits)
-    _decode_prefix_kernel[grid](q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, opart,
-                                lpart, hkv, split_len, *args.values(), *q.stride(),
-                                *prefix_k.stride(), *prefix_v.stride(), *opart.stride(),
-                                *lpart.stride(), G=g, BLOCK_M=block_m, BLOCK_N=block_n,
-                                num_warps=warps, num_stages=stages, **meta)
+    _launch_prefix(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, opart, lpart, plan,
+                   args, meta)
     return opart, lpart
 
 
@@ -315,30 +356,64 @@ def decode_suffix(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0.0, window
                   lpart=None):
     """Suffix part. With prefix partials: merged output in q's dtype. Without: fp32 (out, lse)."""
     n, hq, d = q.shape
-    hkv = suffix_k.shape[1]
-    g = hq // hkv
     has_prefix = opart is not None
     out = torch.empty(n, hq, d, dtype=q.dtype if has_prefix else torch.float32, device=q.device)
-    lse = torch.empty(n, hq, dtype=torch.float32, device=q.device) if not has_prefix else None
-    if n == 0:
-        return out if has_prefix else (out, lse)
-    if not has_prefix:  # the kernel reads no partials; lpart's strides address LSE_OUT
-        opart, lpart = out.unsqueeze(0), lse.unsqueeze(0)
-    block_n, warps, stages = _config("suffix", q.device, d)
-    args, meta = _common(q, scale, softcap, window)
-    lse_arg = lse if lse is not None else lpart  # not written when merging
-    _decode_suffix_kernel[(n, hkv)](q, suffix_k, suffix_v, suffix_lens, opart, lpart, out, lse_arg,
-                                    opart.shape[0], *args.values(), *q.stride(), *suffix_k.stride(),
-                                    *suffix_v.stride(), *opart.stride(), *lpart.stride(),
-                                    *out.stride(), G=g, BLOCK_G=max(16, triton.next_power_of_2(g)),
-                                    BLOCK_N=block_n, HAS_PREFIX=has_prefix,
-                                    WRITE_LSE=not has_prefix, num_warps=warps,
-                                    num_stages=stages, **meta)
+    lse = None if has_prefix else torch.empty(n, hq, dtype=torch.float32, device=q.device)
+    if n:
+        _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart,
+                       opart.shape[0] if has_prefix else 0, out, lse, True,
+                       *_common(q, scale, softcap, window))
     return out if has_prefix else (out, lse)
+
+
+_SIDE_STREAMS: dict = {}
+
+
+def _decode_concurrent(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
+                       seq_offsets, args, meta, max_seqs_per_prompt):
+    """Prefix part (latency-bound, few programs) and suffix part (bandwidth-bound) run side by
+    side on two streams (a fork/join that CUDA graphs capture), each writing fp32 partials;
+    a third small launch merges them."""
+    n, hq, d = q.shape
+    plan = _prefix_plan(q, prefix_k, seq_offsets, max_seqs_per_prompt, TUNING["concurrent_waves"])
+    splits = plan[1]
+    opart, lpart = _empty_state(splits + 1, n, hq, d, q.device)
+    main = torch.cuda.current_stream(q.device)
+    side = _SIDE_STREAMS.get(q.device.index)
+    if side is None:
+        side = _SIDE_STREAMS[q.device.index] = torch.cuda.Stream(q.device)
+    side.wait_stream(main)
+    if plan[0]:
+        _launch_prefix(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets, opart[:splits],
+                       lpart[:splits], plan, args, meta)
+    else:
+        lpart[:splits].fill_(float("-inf"))
+        opart[:splits].zero_()
+    with torch.cuda.stream(side):
+        _launch_suffix(q, suffix_k, suffix_v, suffix_lens, None, None, 0, opart[splits],
+                       lpart[splits], True, args, meta)
+    main.wait_stream(side)
+    out = torch.empty_like(q)
+    _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, splits + 1, out, None, False,
+                   args, meta)
+    return out
 
 
 def decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets, scale,
            softcap=0.0, window=0, max_seqs_per_prompt=None):
+    n, hq, d = q.shape
+    out = torch.empty_like(q)
+    if n == 0:
+        return out
+    args, meta = _common(q, scale, softcap, window)
+    if prefix_k.shape[2] == 0:  # no prefix storage: one pass over the suffixes
+        _launch_suffix(q, suffix_k, suffix_v, suffix_lens, None, None, 0, out, None, True, args, meta)
+        return out
+    if q.is_cuda and TUNING["concurrent"]:
+        return _decode_concurrent(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
+                                  seq_offsets, args, meta, max_seqs_per_prompt)
     opart, lpart = decode_prefix_partials(q, prefix_k, prefix_v, prefix_lens, suffix_lens,
                                           seq_offsets, scale, softcap, window, max_seqs_per_prompt)
-    return decode_suffix(q, suffix_k, suffix_v, suffix_lens, scale, softcap, window, opart, lpart)
+    _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, opart.shape[0], out, None, True,
+                   args, meta)
+    return out
