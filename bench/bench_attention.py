@@ -165,11 +165,32 @@ def _crossover_rows(k, prefixes, suffix, hq, hkv, d, dtype, device, reps, tier):
     return rows
 
 
+def _prefill_rows(b, length, hq, hkv, d, dtype, device, reps, tier):
+    """Causal varlen prefill of b prompts against SDPA (causal) on the same prompts as a batch."""
+    g = torch.Generator(device=device).manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g, device=device, dtype=torch.float32).to(dtype)
+    q, k, v = r(b * length, hq, d), r(b * length, hkv, d), r(b * length, hkv, d)
+    cu = torch.arange(0, b * length + 1, length, dtype=torch.int32, device=device)
+    ours = lambda: A.prefill_attention(q, k, v, cu, d ** -0.5, backend=tier, max_seqlen=length)
+    qb, kb, vb = (x.view(b, length, -1, d).transpose(1, 2) for x in (q, k, v))
+    kb, vb = kb.repeat_interleave(hq // hkv, 1), vb.repeat_interleave(hq // hkv, 1)
+    sdpa = lambda: F.scaled_dot_product_attention(qb, kb, vb, is_causal=True, scale=d ** -0.5)
+    t_ours, t_sdpa = _device_time([ours], device, reps, inner=5), _device_time([sdpa], device, reps, inner=5)
+    flops = 2 * 2 * b * hq * d * length * (length + 1) / 2
+    return [dict(bench="prefill attention", case=f"{b} x {length} tokens {hq}q/{hkv}kv d={d} {str(dtype)[6:]}",
+                 fastpass=t_ours * 1e6, baseline_name="SDPA causal (heads expanded)", baseline=t_sdpa * 1e6,
+                 unit="us", ratio=t_sdpa / t_ours, note=f"{tier}; {flops / t_ours / 1e12:.0f} TFLOP/s")]
+
+
 def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     if device == "cuda":
         bw = _hbm_bandwidth(device)
+        from fastpass.triton_kernels.attention import TUNING
+
+        mode = "concurrent" if TUNING["concurrent"] else "sequential"
         rows = _p3_rows(128, 4096, 256, 12, 2, 128, torch.bfloat16, device, 50, "triton",
-                        f"triton split; HBM copy {bw / 1e12:.2f} TB/s", bw)
+                        f"triton split, {mode} mode; HBM copy {bw / 1e12:.2f} TB/s", bw)
+        rows += _prefill_rows(8, 512 if quick else 2048, 12, 2, 128, torch.bfloat16, device, 10, "triton")
         rows += _crossover_rows(128, [32, 64, 128, 256, 512, 1024, 4096] if not quick else [64, 512],
                                 256, 12, 2, 128, torch.bfloat16, device, 30, "triton")
         sync(device)
@@ -189,10 +210,11 @@ def _cpu_rows(quick, device):
                     "CPU tier (torch reference split), 1 thread", None)
     rows += _crossover_rows(16, [32, 128, 512] if quick else [32, 64, 128, 256, 512, 1024], 32, 9, 3,
                             64, torch.float32, device, 5, "reference")
+    rows += _prefill_rows(4, 128 if quick else 256, 9, 3, 64, torch.float32, device, 5, "reference")
     return rows
 
 
-def sweep(device: str = "cuda") -> dict:
+def sweep(device: str = "cuda", shape=(128, 4096, 256, 12, 2, 128)) -> dict:
     """Time launch configurations at the P3 shape (prefix part alone, suffix + merge alone,
     then whole decode in both modes), print the best, and set them in ``TUNING`` (copy the
     printed dict into triton_kernels/attention.py)."""
@@ -200,7 +222,7 @@ def sweep(device: str = "cuda") -> dict:
 
     from fastpass.triton_kernels import attention as tk
 
-    k, prefix, suffix, hq, hkv, d = 128, 4096, 256, 12, 2, 128
+    k, prefix, suffix, hq, hkv, d = shape
     scale = d ** -0.5
     cases = [_case(k, prefix, suffix, hq, hkv, d, torch.bfloat16, device, seed=i) for i in range(3)]
     prefix_part = lambda c: (lambda: tk.decode_prefix_partials(
@@ -230,9 +252,9 @@ def sweep(device: str = "cuda") -> dict:
         trial("suffix", cfg, [suffix_part(c, p) for c, p in zip(cases, parts)], suffix=cfg)
     best["suffix"] = min((r for r in results if r[0] == "suffix"), key=lambda r: r[2])[1]
     for waves in (0.25, 0.5, 1.0):
-        trial("whole", ("concurrent", waves), [whole(c) for c in cases], **best, concurrent=True,
-              concurrent_waves=waves)
-    trial("whole", ("sequential",), [whole(c) for c in cases], **best, concurrent=False)
+        trial("whole", ("concurrent", waves), [whole(c) for c in cases],
+              **dict(best, concurrent=True, concurrent_waves=waves))
+    trial("whole", ("sequential",), [whole(c) for c in cases], **dict(best, concurrent=False))
     top = min((r for r in results if r[0] == "whole"), key=lambda r: r[2])[1]
     best["concurrent"] = top[0] == "concurrent"
     if best["concurrent"]:
