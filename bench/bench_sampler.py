@@ -137,6 +137,24 @@ def _gpu_rows(quick: bool, device: str) -> list[dict]:
                                  baseline_name=name, baseline=t * 1e6, unit="us", ratio=t / t_fp,
                                  roofline_frac=nbytes / t / peak,
                                  note="roofline column = the baseline's fraction of HBM"))
+    if not quick:
+        rows += _tile_sweep(device, peak)
+    return rows
+
+
+def _tile_sweep(device: str, peak: float) -> list[dict]:
+    """Tile width and warps of the two-level kernels, bf16 [512, 151936], graphed."""
+    logits = (torch.randn(512, 151936, device=device) * 3).to(torch.bfloat16)
+    seed_t = torch.tensor(1, dtype=torch.int64, device=device)
+    step_t = torch.zeros((), dtype=torch.int64, device=device)
+    rows = []
+    for tile in (1024, 2048, 4096, 8192):
+        for warps in (4, 8, 16):
+            fn = lambda: S.sample_triton(logits, 1.0, None, seed_t, step_t, None, None, tile=tile,
+                                         num_warps=warps)
+            t = timeit(_graphed(fn), device, warmup=3, reps=20)
+            rows.append(dict(bench="P2 sampler tuning", case=f"bf16 [512,151936] tile={tile} warps={warps}",
+                             fastpass=t * 1e6, unit="us", roofline_frac=logits.numel() * 2 / t / peak))
     return rows
 
 

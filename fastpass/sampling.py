@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from fastpass._backend import choose
@@ -138,7 +139,7 @@ def _inv_temperature(temperature, batch: int, device) -> torch.Tensor | float:
     if isinstance(temperature, torch.Tensor):
         t = temperature.to(torch.float32)
         return torch.where(t > 0, 1.0 / t, torch.zeros_like(t))
-    return 0.0 if temperature == 0 else float(torch.tensor(1.0 / temperature, dtype=torch.float32))
+    return 0.0 if temperature == 0 else float(np.float32(1.0 / temperature))
 
 
 # --------------------------------------------------------------------------- exact filters
@@ -229,7 +230,7 @@ def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- triton tier
 def sample_triton(logits, inv_t, cutoff, seed, step, stream_ids, sample_ids,
-                  tile: int | None = None) -> torch.Tensor:
+                  tile: int | None = None, num_warps: int | None = None) -> torch.Tensor:
     from fastpass.triton_kernels import sampling as k
 
     B, V = logits.shape
@@ -247,10 +248,12 @@ def sample_triton(logits, inv_t, cutoff, seed, step, stream_ids, sample_ids,
     inv_is_ptr = isinstance(inv_t, torch.Tensor)
     inv_ptr, inv_val = (inv_t.contiguous(), 0.0) if inv_is_ptr else (logits, inv_t)
     cut = cutoff if cutoff is not None else logits
-    warps = 8 if tile >= 2048 else 4
+    warps = num_warps or (8 if tile >= 2048 else 4)
+    has_greedy = inv_is_ptr or inv_val == 0.0
     k._tile_stats_kernel[(B, n_tiles)](
         logits, logits.stride(0), V, n_tiles, inv_ptr, inv_val, cut, m, s, arg,
-        TILE=tile, INV_T_PTR=inv_is_ptr, HAS_CUTOFF=cutoff is not None, num_warps=warps)
+        TILE=tile, INV_T_PTR=inv_is_ptr, HAS_CUTOFF=cutoff is not None, HAS_GREEDY=has_greedy,
+        num_warps=warps)
     seed_is_ptr, step_is_ptr = isinstance(seed, torch.Tensor), isinstance(step, torch.Tensor)
     k._select_kernel[(B,)](
         logits, logits.stride(0), V, n_tiles, inv_ptr, inv_val, cut, m, s, arg, out,
@@ -259,7 +262,7 @@ def sample_triton(logits, inv_t, cutoff, seed, step, stream_ids, sample_ids,
         stream_ids if stream_ids is not None else out,
         sample_ids if sample_ids is not None else out,
         TILE=tile, NT=max(2, 1 << (n_tiles - 1).bit_length()),
-        INV_T_PTR=inv_is_ptr, HAS_CUTOFF=cutoff is not None,
+        INV_T_PTR=inv_is_ptr, HAS_CUTOFF=cutoff is not None, HAS_GREEDY=has_greedy,
         SEED_PTR=seed_is_ptr, STEP_PTR=step_is_ptr,
         HAS_STREAM=stream_ids is not None, HAS_SAMPLE=sample_ids is not None, num_warps=warps)
     return out

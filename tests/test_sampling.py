@@ -310,10 +310,11 @@ def build(fn, sig, cst):
 
 common = dict(logits_ptr="*bf16", stride_row="i32", V="i32", n_tiles="i32", inv_t_ptr="*fp32",
               inv_t_val="fp32", cutoff_ptr="*fp32", max_ptr="*fp32", sum_ptr="*fp32", arg_ptr="*i32")
-build(K._tile_stats_kernel, common, dict(TILE=4096, INV_T_PTR=True, HAS_CUTOFF=True))
+build(K._tile_stats_kernel, common, dict(TILE=4096, INV_T_PTR=True, HAS_CUTOFF=True, HAS_GREEDY=True))
+build(K._tile_stats_kernel, common, dict(TILE=4096, INV_T_PTR=False, HAS_CUTOFF=False, HAS_GREEDY=False))
 build(K._select_kernel, dict(common, out_ptr="*i64", seed_ptr="*i64", seed_val="i64", step_ptr="*i64",
                              step_val="i64", stream_ptr="*i64", sample_ptr="*i64"),
-      dict(TILE=4096, NT=64, INV_T_PTR=True, HAS_CUTOFF=True, SEED_PTR=True, STEP_PTR=False,
+      dict(TILE=4096, NT=64, INV_T_PTR=True, HAS_CUTOFF=True, HAS_GREEDY=True, SEED_PTR=True, STEP_PTR=False,
            HAS_STREAM=True, HAS_SAMPLE=False))
 print("compiled")
 '''

@@ -114,22 +114,23 @@ def _row_inv_t(row, inv_t_ptr, inv_t_val, INV_T_PTR: tl.constexpr):
 def _tile_stats_kernel(logits_ptr, stride_row, V, n_tiles,
                        inv_t_ptr, inv_t_val, cutoff_ptr,
                        max_ptr, sum_ptr, arg_ptr,
-                       TILE: tl.constexpr, INV_T_PTR: tl.constexpr, HAS_CUTOFF: tl.constexpr):
+                       TILE: tl.constexpr, INV_T_PTR: tl.constexpr, HAS_CUTOFF: tl.constexpr,
+                       HAS_GREEDY: tl.constexpr):
     row = tl.program_id(0)
     tile_idx = tl.program_id(1)
     inv_t, greedy = _row_inv_t(row, inv_t_ptr, inv_t_val, INV_T_PTR)
     offs, in_row, x = _scaled_tile(logits_ptr, row, stride_row, tile_idx, V, inv_t, TILE)
-    arg = tl.argmax(x, axis=0)                        # first index on ties (greedy rows)
+    out = row.to(tl.int64) * n_tiles + tile_idx
+    if HAS_GREEDY:   # the arg-max costs a second reduction: skip it when no row is greedy
+        tl.store(arg_ptr + out, tl.argmax(x, axis=0).to(tl.int32))   # first index on ties
     if HAS_CUTOFF:
         cut = tl.load(cutoff_ptr + row)
         x = tl.where(x >= cut, x, float("-inf"))
     m = tl.max(x, axis=0)
     m_safe = tl.where(m == float("-inf"), 0.0, m)
     s = tl.sum(tl.exp(x - m_safe), axis=0)
-    out = row.to(tl.int64) * n_tiles + tile_idx
     tl.store(max_ptr + out, m)
     tl.store(sum_ptr + out, s)
-    tl.store(arg_ptr + out, arg.to(tl.int32))
 
 
 @triton.jit(do_not_specialize=["seed_val", "step_val"])
@@ -138,7 +139,7 @@ def _select_kernel(logits_ptr, stride_row, V, n_tiles,
                    max_ptr, sum_ptr, arg_ptr, out_ptr,
                    seed_ptr, seed_val, step_ptr, step_val, stream_ptr, sample_ptr,
                    TILE: tl.constexpr, NT: tl.constexpr,
-                   INV_T_PTR: tl.constexpr, HAS_CUTOFF: tl.constexpr,
+                   INV_T_PTR: tl.constexpr, HAS_CUTOFF: tl.constexpr, HAS_GREEDY: tl.constexpr,
                    SEED_PTR: tl.constexpr, STEP_PTR: tl.constexpr,
                    HAS_STREAM: tl.constexpr, HAS_SAMPLE: tl.constexpr):
     row = tl.program_id(0)
@@ -151,10 +152,15 @@ def _select_kernel(logits_ptr, stride_row, V, n_tiles,
     s = tl.load(sum_ptr + base + t, mask=t_ok, other=0.0)
     M = tl.max(m, axis=0)
 
-    # greedy: first tile holding the row max, then its first arg-max
+    # greedy (and rows without mass): first tile holding the row max, then its first arg-max.
+    # Without HAS_GREEDY no arg-max was stored: a massless row (all -inf) then returns the first
+    # index of its first tile, which is the first index of the row.
     g_tile = tl.min(tl.where(m == M, t, NT), axis=0)
     g_tile = tl.minimum(g_tile, n_tiles - 1)
-    g_tok = g_tile * TILE + tl.load(arg_ptr + base + g_tile)
+    if HAS_GREEDY:
+        g_tok = g_tile * TILE + tl.load(arg_ptr + base + g_tile)
+    else:
+        g_tok = g_tile * TILE
 
     seed, stream, sample, step = _row_key(row, seed_ptr, seed_val, step_ptr, step_val,
                                           stream_ptr, sample_ptr,
