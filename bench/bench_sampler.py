@@ -155,6 +155,17 @@ def _tile_sweep(device: str, peak: float) -> list[dict]:
             t = timeit(_graphed(fn), device, warmup=3, reps=20)
             rows.append(dict(bench="P2 sampler tuning", case=f"bf16 [512,151936] tile={tile} warps={warps}",
                              fastpass=t * 1e6, unit="us", roofline_frac=logits.numel() * 2 / t / peak))
+    from fastpass.triton_kernels import sampling as k   # the first pass alone: how the time splits
+
+    nt = -(-151936 // 4096)
+    m = torch.empty((512, nt), device=device)
+    s, arg = torch.empty_like(m), torch.empty((512, nt), dtype=torch.int32, device=device)
+    stats = lambda: k._tile_stats_kernel[(512, nt)](logits, 151936, 151936, nt, logits, 1.0, logits, m, s,
+                                                    arg, TILE=4096, INV_T_PTR=False, HAS_CUTOFF=False,
+                                                    HAS_GREEDY=False, num_warps=8)
+    t = timeit(_graphed(stats), device, warmup=3, reps=20)
+    rows.append(dict(bench="P2 sampler tuning", case="bf16 [512,151936] tile=4096 pass 1 only",
+                     fastpass=t * 1e6, unit="us", roofline_frac=logits.numel() * 2 / t / peak))
     return rows
 
 
