@@ -1,5 +1,6 @@
 """`fastpass bench`: dispatch to bench/bench_<area>.py, table + CSV stamping, one-line errors."""
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,18 @@ def test_every_present_bench_module_has_the_run_contract():
         mod = cli_bench.load_bench(area)
         params = inspect.signature(mod.run).parameters
         assert list(params)[:2] == ["quick", "device"], area
+
+
+def test_plot_throughput_runs_at_tiny_sizes_on_cpu(tmp_path):
+    from bench import plot_throughput
+
+    out = tmp_path / "fig" / "throughput.png"
+    plot_throughput.main(["--model", "tiny", "--ks", "2,3", "--prompt-lens", "4,8", "--new-tokens", "2",
+                          "--backend", "reference", "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [p["k"] for p in data["vs_k"]] == [2, 3] and [p["prompt_len"] for p in data["vs_prompt"]] == [4, 8]
+    assert all(p["prompt_len"] == 8 for p in data["vs_k"]) and all(p["k"] == 3 for p in data["vs_prompt"])
+    for p in data["vs_k"] + data["vs_prompt"]:
+        assert p["fastpass_tok_s"] > 0 and p["hf_tok_s"] > 0
+    assert data["model"] == "tiny" and data["env"]["torch"]
