@@ -232,10 +232,13 @@ def _dot_precision(dtype) -> str:
 
 # GPU launch configurations: (BLOCK_M, BLOCK_N, num_warps, num_stages) for prefill and the
 # decode prefix part, (BLOCK_N, num_warps, num_stages) for the suffix part; split_waves scales
-# how many prefix splits are launched (in units of the SM count). Tuned on an H100 by
-# bench/bench_attention.py's sweep; head dims above 128 halve the tiles to stay in registers.
-TUNING = {"prefill": (64, 64, 4, 3), "prefix": (64, 64, 4, 3), "suffix": (128, 4, 2),
-          "split_waves": 2.0, "concurrent": False, "concurrent_waves": 0.5}
+# how many prefix splits are launched (in units of the SM count) in sequential mode. With
+# "concurrent", the prefix and suffix parts run on two streams and a third launch merges them.
+# Chosen by `python -m bench.bench_attention --device cuda --sweep` on an H100 (2026-11-26,
+# triton 3.6, P3 shape): whole decode 30.0 us concurrent vs 34.1 us sequential. Head dims
+# above 128 halve the tiles to stay in registers (prefill's tiles were not swept).
+TUNING = {"prefill": (64, 64, 4, 3), "prefix": (64, 64, 4, 3), "suffix": (64, 2, 2),
+          "split_waves": 2.0, "concurrent": True, "concurrent_waves": 1.0}
 # The interpreter pays per program x tile: few, large tiles.
 _INTERPRETER = {"prefill": (32, 64, 4, 1), "prefix": (32, 64, 4, 1), "suffix": (64, 4, 1)}
 
