@@ -109,6 +109,23 @@ def test_greedy_generate_until_matches_hf_generate(lm):
     assert got == [want, want]
 
 
+def test_stop_strings_end_samples_early_without_changing_texts(lm):
+    no_stop = adapter.FastpassLM(pretrained=lm.model, tokenizer=lm.tokenizer, backend="reference", stop_regex=False)
+    kw = {"until": [" "], "do_sample": True, "temperature": 1.0, "max_gen_toks": 12}
+    reqs = _gen_requests([("Question: what is 1 plus 2?\nAnswer:", kw, 6)])
+    batches = []
+    sample = lm.sampler.sample
+    lm.sampler.sample = lambda *a, **k: batches.append(sample(*a, **k)) or batches[-1]
+    try:
+        with_stop = lm.generate_until(reqs)
+    finally:
+        del lm.sampler.sample
+    assert with_stop == no_stop.generate_until(reqs)
+    assert all(" " not in t for t in with_stop)
+    if lm._stop([" "]) is not None:  # the regex streamer is available in this build: it must have fired
+        assert "stop" in batches[0].finish_reasons[0] and batches[0].lengths.min() < 12
+
+
 def _direct_loglikelihood(lm, ctx_ids, cont_ids):
     ids = torch.tensor([ctx_ids + cont_ids])
     with torch.no_grad():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import sys
 
 import torch
@@ -237,10 +238,11 @@ class FastpassLM(TemplateLM):
             try:
                 import fastpass.regex as fpre
 
-                pattern = "|".join("".join(c if c.isalnum() else f"\\x{ord(c):02x}" if ord(c) < 256
-                                           else f"\\u{ord(c):04x}" for c in s) for s in key)
-                self._stop_cache[key] = fpre.compile(pattern)
-            except (ImportError, ValueError, AttributeError) as exc:
+                rx = fpre.compile("|".join(re.escape(s) for s in key))
+                # probe the streamer once: a checkout whose _C predates the regex kernels cannot stream
+                rx.streamer(1, fpre.token_byte_table(self.tokenizer).to(self._device), self._device)
+                self._stop_cache[key] = rx
+            except (ImportError, ValueError, AttributeError, RuntimeError) as exc:
                 log.warning("stop strings %r run without early stopping (%s); texts are still cut at them",
                             key, exc)
                 self._stop_cache[key] = None
