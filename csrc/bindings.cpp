@@ -5,6 +5,7 @@ namespace py = pybind11;
 
 namespace fastpass {
 void bind_passk(py::module_& m);
+void bind_regex(py::module_& m);
 }  // namespace fastpass
 
 PYBIND11_MODULE(_C, m) {
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_device_count", []() { return 0; });
 #endif
   fastpass::bind_passk(m);
+  fastpass::bind_regex(m);
 }

@@ -1,0 +1,640 @@
+// Pike VM core shared by the CPU tier (g++) and the GPU tier (nvcc): the same code decodes
+// UTF-8 (Python's errors="replace": one U+FFFD per maximal ill-formed subpart), runs the
+// program compiled by fastpass/regex/_compile.py and grades extracted groups.
+//
+// All per-item state lives in one int32 buffer ("row state", vm_state_words() words), so a
+// batch search keeps it in scratch memory and a streamer keeps it on the device across steps.
+#pragma once
+#include <cstdint>
+
+#include "fastpass/common.h"
+
+namespace fastpass {
+namespace rx {
+
+enum Op : int32_t { CHAR = 0, SET, ANY, ANYNL, SPLIT, JMP, SAVE, ASSERT, MATCH };
+enum Assert : int32_t { BEGIN_STRING = 0, BEGIN_LINE, END_STRING, END_LINE, END_DOLLAR, BOUNDARY,
+                        NOT_BOUNDARY };
+constexpr int32_t kEnd = -1;        // "no code point": before the start or after the end
+constexpr int32_t kReplacement = 0xFFFD;
+constexpr int32_t kFlagSkipAscii = 1;
+
+struct Prog {
+  const int32_t* instr;
+  const int32_t* pool;
+  int32_t n_instr, n_slots, lookahead, flags;
+  uint32_t first_ascii[4];
+};
+
+FASTPASS_HD FASTPASS_INLINE Prog prog_view(const int32_t* code) {
+  Prog p;
+  p.n_instr = code[1];
+  p.n_slots = code[2];
+  p.lookahead = code[3];
+  p.flags = code[5];
+  p.instr = code + code[6];
+  p.pool = code + code[7];
+  for (int i = 0; i < 4; ++i) p.first_ascii[i] = (uint32_t)code[8 + i];
+  return p;
+}
+
+FASTPASS_HD FASTPASS_INLINE int32_t code_words(const int32_t* code) {
+  return code[7] + 2 * code[4];
+}
+
+FASTPASS_HD FASTPASS_INLINE bool in_ranges(const int32_t* pool, int32_t off, int32_t n, int32_t cp) {
+  const int32_t* r = pool + 2 * off;
+  int32_t lo = 0, hi = n - 1;
+  while (lo <= hi) {  // last range whose start <= cp
+    const int32_t mid = (lo + hi) >> 1;
+    if (r[2 * mid] <= cp) lo = mid + 1; else hi = mid - 1;
+  }
+  return hi >= 0 && cp <= r[2 * hi + 1];
+}
+
+FASTPASS_HD FASTPASS_INLINE bool is_py_space(int32_t c) {  // str.isspace() == sre's \s
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+         c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// ---- UTF-8 decoding with Python's errors="replace" ---------------------------------------
+struct Utf8 {
+  int32_t cp = 0, need = 0, lo = 0x80, hi = 0xBF, start = 0;
+};
+
+// Feeds byte b at offset off; writes up to two decoded (cp, start, end) triples; returns count.
+FASTPASS_HD FASTPASS_INLINE int utf8_feed(Utf8& d, uint32_t b, int32_t off, int32_t* out) {
+  int n = 0;
+  if (d.need) {
+    if (b >= (uint32_t)d.lo && b <= (uint32_t)d.hi) {
+      d.cp = (d.cp << 6) | (int32_t)(b & 0x3F);
+      d.lo = 0x80; d.hi = 0xBF;
+      if (--d.need == 0) { out[0] = d.cp; out[1] = d.start; out[2] = off + 1; return 1; }
+      return 0;
+    }
+    // The maximal subpart so far becomes one U+FFFD; b starts afresh.
+    out[0] = kReplacement; out[1] = d.start; out[2] = off;
+    n = 1;
+    d.need = 0;
+  }
+  int32_t* o = out + 3 * n;
+  d.start = off;
+  if (b < 0x80) { o[0] = (int32_t)b; o[1] = off; o[2] = off + 1; return n + 1; }
+  if (b >= 0xC2 && b <= 0xDF) { d.need = 1; d.cp = b & 0x1F; d.lo = 0x80; d.hi = 0xBF; return n; }
+  if (b >= 0xE0 && b <= 0xEF) {
+    d.need = 2; d.cp = b & 0x0F;
+    d.lo = b == 0xE0 ? 0xA0 : 0x80; d.hi = b == 0xED ? 0x9F : 0xBF;
+    return n;
+  }
+  if (b >= 0xF0 && b <= 0xF4) {
+    d.need = 3; d.cp = b & 0x07;
+    d.lo = b == 0xF0 ? 0x90 : 0x80; d.hi = b == 0xF4 ? 0x8F : 0xBF;
+    return n;
+  }
+  o[0] = kReplacement; o[1] = off; o[2] = off + 1;  // 80..BF alone, C0, C1, F5..FF
+  return n + 1;
+}
+
+// End of input: an incomplete sequence becomes one U+FFFD.
+FASTPASS_HD FASTPASS_INLINE int utf8_flush(Utf8& d, int32_t end_off, int32_t* out) {
+  if (!d.need) return 0;
+  d.need = 0;
+  out[0] = kReplacement; out[1] = d.start; out[2] = end_off;
+  return 1;
+}
+
+// ---- row state layout ------------------------------------------------------------------------
+enum Hdr : int32_t {
+  H_STATUS = 0,       // bit0 matched, bit1 final (matched and no higher-priority thread alive)
+  H_CUR,              // which thread list is current (0/1)
+  H_N0, H_N1,         // threads in list 0 / list 1
+  H_GEN,              // generation stamp of the marks of the list being built
+  H_PREV,             // last consumed code point (kEnd at the start)
+  H_POS,              // streaming: code points seen so far
+  H_QLEN,             // queued code points waiting for lookahead
+  H_Q,                // queue: 3 x (cp, start, end)
+  H_DEC = H_Q + 9,    // Utf8 decoder: cp, need, lo, hi, start
+  H_WORDS = H_DEC + 5
+};
+
+struct Layout {
+  int32_t n, s;
+  FASTPASS_HD int32_t match() const { return H_WORDS; }
+  FASTPASS_HD int32_t pcs(int which) const { return H_WORDS + s + which * n * (1 + s); }
+  FASTPASS_HD int32_t slots(int which) const { return pcs(which) + n; }
+  FASTPASS_HD int32_t marks() const { return H_WORDS + s + 2 * n * (1 + s); }
+  FASTPASS_HD int32_t work() const { return marks() + n; }
+  FASTPASS_HD int32_t stack() const { return work() + s; }
+  FASTPASS_HD int32_t words() const { return stack() + 2 * (2 * n + 2); }
+};
+
+FASTPASS_HD FASTPASS_INLINE int32_t vm_state_words(const Prog& P) {
+  return Layout{P.n_instr, P.n_slots}.words();
+}
+
+FASTPASS_HD FASTPASS_INLINE void vm_init(const Prog& P, int32_t* st, int32_t prev = kEnd) {
+  const Layout L{P.n_instr, P.n_slots};
+  st[H_STATUS] = 0; st[H_CUR] = 0; st[H_N0] = 0; st[H_N1] = 0; st[H_GEN] = 1;
+  st[H_PREV] = prev; st[H_POS] = 0; st[H_QLEN] = 0;
+  st[H_DEC] = 0; st[H_DEC + 1] = 0; st[H_DEC + 2] = 0x80; st[H_DEC + 3] = 0xBF; st[H_DEC + 4] = 0;
+  for (int32_t i = 0; i < P.n_slots; ++i) st[L.match() + i] = -1;
+  for (int32_t i = 0; i < P.n_instr; ++i) st[L.marks() + i] = 0;
+}
+
+FASTPASS_HD FASTPASS_INLINE bool vm_matched(const int32_t* st) { return st[H_STATUS] & 1; }
+FASTPASS_HD FASTPASS_INLINE bool vm_final(const int32_t* st) { return st[H_STATUS] & 2; }
+
+// Context of the position where a closure is computed.
+struct Ctx {
+  int32_t pos, prev, next, after_next;  // after_next: the code point after `next` (for `$`)
+};
+
+FASTPASS_HD FASTPASS_INLINE bool is_word(const Prog& P, int32_t off, int32_t n, int32_t c) {
+  return c != kEnd && in_ranges(P.pool, off, n, c);
+}
+
+FASTPASS_HD FASTPASS_INLINE bool assert_ok(const Prog& P, const int32_t* ins, const Ctx& x) {
+  switch (ins[1]) {
+    case BEGIN_STRING: return x.pos == 0 && x.prev == kEnd;
+    case BEGIN_LINE: return x.prev == kEnd || x.prev == '\n';
+    case END_STRING: return x.next == kEnd;
+    case END_LINE: return x.next == kEnd || x.next == '\n';
+    case END_DOLLAR: return x.next == kEnd || (x.next == '\n' && x.after_next == kEnd);
+    default: {
+      if (x.prev == kEnd && x.next == kEnd) return false;  // sre: no \b or \B in ""
+      const bool b = is_word(P, ins[2], ins[3], x.prev) != is_word(P, ins[2], ins[3], x.next);
+      return ins[1] == BOUNDARY ? b : !b;
+    }
+  }
+}
+
+// Follows epsilon edges from pc0 (capture slots copied from `base`, or all unset) and appends
+// the consuming threads it reaches, in priority order, to list `which`. Marks of generation
+// st[H_GEN] dedupe program counters within one list.
+FASTPASS_HD FASTPASS_INLINE void vm_add(const Prog& P, int32_t* st, int which, int32_t pc0,
+                                         const int32_t* base, const Ctx& x) {
+  const Layout L{P.n_instr, P.n_slots};
+  const int32_t s = P.n_slots;
+  int32_t* work = st + L.work();
+  int32_t* stack = st + L.stack();
+  int32_t* marks = st + L.marks();
+  int32_t* pcs = st + L.pcs(which);
+  int32_t* slots = st + L.slots(which);
+  int32_t& size = st[H_N0 + which];
+  const int32_t gen = st[H_GEN];
+  for (int32_t i = 0; i < s; ++i) work[i] = base ? base[i] : -1;
+  // Stack entries are pairs: (pc >= 0, _) explores pc; (-slot-1, value) restores a slot.
+  int32_t sp = 0;
+  stack[sp++] = pc0; stack[sp++] = 0;
+  while (sp > 0) {
+    const int32_t v = stack[--sp];
+    const int32_t tag = stack[--sp];
+    if (tag < 0) { work[-tag - 1] = v; continue; }
+    int32_t pc = tag;
+    for (;;) {
+      if (marks[pc] == gen) break;
+      marks[pc] = gen;
+      const int32_t* ins = P.instr + 4 * pc;
+      const int32_t op = ins[0];
+      if (op == JMP) { pc = ins[1]; continue; }
+      if (op == SPLIT) { stack[sp++] = ins[2]; stack[sp++] = 0; pc = ins[1]; continue; }
+      if (op == SAVE) {
+        stack[sp++] = -ins[1] - 1; stack[sp++] = work[ins[1]];
+        work[ins[1]] = x.pos; ++pc; continue;
+      }
+      if (op == ASSERT) {
+        if (!assert_ok(P, ins, x)) break;
+        ++pc; continue;
+      }
+      pcs[size] = pc;
+      for (int32_t i = 0; i < s; ++i) slots[size * s + i] = work[i];
+      ++size;
+      break;
+    }
+  }
+}
+
+FASTPASS_HD FASTPASS_INLINE bool accepts(const Prog& P, const int32_t* ins, int32_t c) {
+  switch (ins[0]) {
+    case CHAR: return c == ins[1];
+    case SET: return in_ranges(P.pool, ins[1], ins[2], c);
+    case ANY: return true;
+    case ANYNL: return c != '\n';
+    default: return false;
+  }
+}
+
+// One step at the position of code point c0 (kEnd: the end of the input), spanning
+// [c0s, c0e); c1, c2: the next code points when the program's lookahead needs them.
+FASTPASS_HD FASTPASS_INLINE void vm_step(const Prog& P, int32_t* st, int32_t c0, int32_t c0s,
+                                          int32_t c0e, int32_t c1, int32_t c2) {
+  const Layout L{P.n_instr, P.n_slots};
+  const int32_t s = P.n_slots;
+  const int cur = st[H_CUR], nxt = 1 - cur;
+  if (!(st[H_STATUS] & 1)) {  // a new thread may start here, at the lowest priority
+    const Ctx x0{c0s, st[H_PREV], c0, c1};
+    vm_add(P, st, cur, 0, nullptr, x0);
+  }
+  st[H_GEN] += 1;
+  st[H_N0 + nxt] = 0;
+  const Ctx x1{c0e, c0, c1, c2};
+  const int32_t* pcs = st + L.pcs(cur);
+  const int32_t* slots = st + L.slots(cur);
+  const int32_t n = st[H_N0 + cur];
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t* ins = P.instr + 4 * pcs[i];
+    if (ins[0] == MATCH) {  // lower-priority threads lose to this match
+      for (int32_t k = 0; k < s; ++k) st[L.match() + k] = slots[i * s + k];
+      st[H_STATUS] |= 1;
+      break;
+    }
+    if (c0 != kEnd && accepts(P, ins, c0)) vm_add(P, st, nxt, pcs[i] + 1, slots + i * s, x1);
+  }
+  st[H_CUR] = nxt;
+  st[H_PREV] = c0;
+  if ((st[H_STATUS] & 1) && st[H_N0 + nxt] == 0) st[H_STATUS] |= 2;
+}
+
+// Queues code point cp (spanning [cs, ce)) and steps once enough lookahead is known.
+FASTPASS_HD FASTPASS_INLINE void vm_push(const Prog& P, int32_t* st, int32_t cp, int32_t cs,
+                                          int32_t ce) {
+  if (st[H_STATUS] & 2) return;
+  int32_t* q = st + H_Q;
+  int32_t& qlen = st[H_QLEN];
+  q[3 * qlen] = cp; q[3 * qlen + 1] = cs; q[3 * qlen + 2] = ce;
+  ++qlen;
+  if (qlen > P.lookahead) {
+    const int32_t c1 = qlen > 1 ? q[3] : kEnd, c2 = qlen > 2 ? q[6] : kEnd;
+    vm_step(P, st, q[0], q[1], q[2], c1, c2);
+    for (int32_t i = 0; i < 3 * (qlen - 1); ++i) q[i] = q[i + 3];
+    --qlen;
+  }
+}
+
+FASTPASS_HD FASTPASS_INLINE Utf8 load_dec(const int32_t* st) {
+  Utf8 d;
+  d.cp = st[H_DEC]; d.need = st[H_DEC + 1]; d.lo = st[H_DEC + 2]; d.hi = st[H_DEC + 3];
+  d.start = st[H_DEC + 4];
+  return d;
+}
+
+FASTPASS_HD FASTPASS_INLINE void store_dec(int32_t* st, const Utf8& d) {
+  st[H_DEC] = d.cp; st[H_DEC + 1] = d.need; st[H_DEC + 2] = d.lo; st[H_DEC + 3] = d.hi;
+  st[H_DEC + 4] = d.start;
+}
+
+// End of input at position end_pos: drain the queue with kEnd lookahead, then the last step.
+FASTPASS_HD FASTPASS_INLINE void vm_finish(const Prog& P, int32_t* st, int32_t end_pos) {
+  int32_t* q = st + H_Q;
+  int32_t& qlen = st[H_QLEN];
+  while (qlen > 0 && !(st[H_STATUS] & 2)) {
+    const int32_t c1 = qlen > 1 ? q[3] : kEnd, c2 = qlen > 2 ? q[6] : kEnd;
+    vm_step(P, st, q[0], q[1], q[2], c1, c2);
+    for (int32_t i = 0; i < 3 * (qlen - 1); ++i) q[i] = q[i + 3];
+    --qlen;
+  }
+  qlen = 0;
+  if (!(st[H_STATUS] & 2)) vm_step(P, st, kEnd, end_pos, end_pos, kEnd, kEnd);
+  st[H_STATUS] |= 2;
+}
+
+// Streaming: feed one token's bytes; positions count code points.
+FASTPASS_HD FASTPASS_INLINE void vm_feed_bytes_stream(const Prog& P, int32_t* st,
+                                                      const uint8_t* bytes, int64_t n) {
+  if (st[H_STATUS] & 2) return;
+  Utf8 d = load_dec(st);
+  int32_t out[6];
+  for (int64_t i = 0; i < n && !(st[H_STATUS] & 2); ++i) {
+    const int k = utf8_feed(d, bytes[i], 0, out);
+    for (int j = 0; j < k; ++j) {
+      const int32_t pos = st[H_POS]++;
+      vm_push(P, st, out[3 * j], pos, pos + 1);
+    }
+  }
+  store_dec(st, d);
+}
+
+FASTPASS_HD FASTPASS_INLINE void vm_finish_stream(const Prog& P, int32_t* st) {
+  if (!(st[H_STATUS] & 2)) {
+    Utf8 d = load_dec(st);
+    int32_t out[3];
+    if (utf8_flush(d, 0, out)) {
+      const int32_t pos = st[H_POS]++;
+      vm_push(P, st, out[0], pos, pos + 1);
+    }
+    store_dec(st, d);
+  }
+  vm_finish(P, st, st[H_POS]);
+}
+
+// ---- byte sources for batch search -------------------------------------------------------------
+struct FlatSrc {  // one item's UTF-8 bytes
+  const uint8_t* p;
+  int32_t n, i;
+  FASTPASS_HD void seek(int32_t off) { i = off; }
+  FASTPASS_HD bool has() const { return i < n; }
+  FASTPASS_HD uint32_t get() const { return p[i]; }
+  FASTPASS_HD void advance() { ++i; }
+  FASTPASS_HD int32_t offset() const { return i; }
+  // Skips ASCII bytes that cannot start a match; returns the last skipped byte or -1.
+  FASTPASS_HD int32_t skip_ascii(const uint32_t* first) {
+    int32_t last = -1;
+    while (i < n) {
+      const uint32_t b = p[i];
+      if (b >= 0x80 || ((first[b >> 5] >> (b & 31)) & 1u)) break;
+      last = (int32_t)b;
+      ++i;
+    }
+    return last;
+  }
+};
+
+struct TokenSrc {  // one row of token ids decoded through a token -> bytes table
+  const int64_t* ids;
+  int32_t n_ids;
+  const uint8_t* data;
+  const int64_t* offs;
+  int64_t vocab;
+  int32_t t, j, off;  // current token, byte inside it, absolute byte offset
+  FASTPASS_HD int64_t tok_len(int32_t k) const {
+    const int64_t id = ids[k];
+    return (id < 0 || id >= vocab) ? 0 : offs[id + 1] - offs[id];
+  }
+  FASTPASS_HD void settle() {  // move past exhausted or empty tokens
+    while (t < n_ids && j >= tok_len(t)) { ++t; j = 0; }
+  }
+  FASTPASS_HD void seek(int32_t target) {
+    t = 0; j = 0; off = 0;
+    while (t < n_ids) {
+      const int64_t len = tok_len(t);
+      if (off + len > target) { j = target - off; off = target; break; }
+      off += (int32_t)len; ++t;
+    }
+    settle();
+  }
+  FASTPASS_HD bool has() const { return t < n_ids; }
+  FASTPASS_HD uint32_t get() const { return data[offs[ids[t]] + j]; }
+  FASTPASS_HD void advance() { ++j; ++off; settle(); }
+  FASTPASS_HD int32_t offset() const { return off; }
+  FASTPASS_HD int32_t skip_ascii(const uint32_t* first) {
+    int32_t last = -1;
+    while (t < n_ids) {
+      const uint32_t b = get();
+      if (b >= 0x80 || ((first[b >> 5] >> (b & 31)) & 1u)) break;
+      last = (int32_t)b;
+      advance();
+    }
+    return last;
+  }
+};
+
+// The code point that ends at byte offset e (UTF-8 resynchronises within 4 bytes).
+template <class Src>
+FASTPASS_HD int32_t cp_before(Src& src, int32_t e) {
+  if (e <= 0) return kEnd;
+  const int32_t b = e > 4 ? e - 4 : 0;
+  src.seek(b);
+  Utf8 d;
+  int32_t out[6], last = kEnd;
+  while (src.has() && src.offset() < e) {
+    const int k = utf8_feed(d, src.get(), src.offset(), out);
+    for (int i = 0; i < k; ++i) if (out[3 * i + 2] == e) last = out[3 * i];
+    src.advance();
+  }
+  if (utf8_flush(d, e, out) && out[2] == e) last = out[0];
+  return last;
+}
+
+// Leftmost-first search from byte offset `from` (prev: the code point before it); the match
+// (byte offsets) is left in the state's match slots.
+template <class Src>
+FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, int32_t prev) {
+  vm_init(P, st, prev);
+  src.seek(from);
+  Utf8 d;
+  int32_t out[6];
+  const bool can_skip = P.flags & kFlagSkipAscii;
+  while (src.has()) {
+    if (can_skip && d.need == 0 && st[H_QLEN] == 0 && st[H_N0 + st[H_CUR]] == 0 &&
+        !(st[H_STATUS] & 1)) {
+      const int32_t last = src.skip_ascii(P.first_ascii);
+      if (last >= 0) st[H_PREV] = last;
+      if (!src.has()) break;
+    }
+    const int k = utf8_feed(d, src.get(), src.offset(), out);
+    for (int i = 0; i < k; ++i) vm_push(P, st, out[3 * i], out[3 * i + 1], out[3 * i + 2]);
+    if (st[H_STATUS] & 2) return true;
+    src.advance();
+  }
+  const int32_t end = src.offset();
+  if (utf8_flush(d, end, out)) vm_push(P, st, out[0], out[1], out[2]);
+  vm_finish(P, st, end);
+  return vm_matched(st);
+}
+
+// Byte offsets -> code point offsets (values of -1 stay -1).
+template <class Src>
+FASTPASS_HD void to_codepoints(Src& src, const int32_t* byte_slots, int32_t n, int64_t* cp_out) {
+  int32_t hi = -1;
+  for (int32_t k = 0; k < n; ++k) {
+    cp_out[k] = byte_slots[k] < 0 ? -1 : 0;
+    if (byte_slots[k] > hi) hi = byte_slots[k];
+  }
+  if (hi <= 0) return;
+  src.seek(0);
+  Utf8 d;
+  int32_t out[6];
+  while (src.has() && src.offset() < hi) {
+    const int c = utf8_feed(d, src.get(), src.offset(), out);
+    for (int i = 0; i < c; ++i)
+      for (int32_t k = 0; k < n; ++k)
+        if (byte_slots[k] > out[3 * i + 1]) ++cp_out[k];
+    src.advance();
+  }
+  if (utf8_flush(d, src.offset(), out))
+    for (int32_t k = 0; k < n; ++k)
+      if (byte_slots[k] > out[1]) ++cp_out[k];
+}
+
+// ---- grading ------------------------------------------------------------------------------------
+enum Normalize : int32_t { N_NONE = -1, N_EXACT = 0, N_STRIP = 1, N_NUMERIC = 2, N_BOXED = 3 };
+constexpr int32_t kNumericCap = 256;  // longer numeric candidates are decided on the host
+
+// Decodes bytes [b, e) of src into code points, calling f(cp, start, end).
+template <class Src, class F>
+FASTPASS_HD void decode_range(Src& src, int32_t b, int32_t e, F&& f) {
+  src.seek(b);
+  Utf8 d;
+  int32_t out[6];
+  while (src.has() && src.offset() < e) {
+    const int k = utf8_feed(d, src.get(), src.offset(), out);
+    for (int i = 0; i < k; ++i) f(out[3 * i], out[3 * i + 1], out[3 * i + 2]);
+    src.advance();
+  }
+  if (utf8_flush(d, e, out)) f(out[0], out[1], out[2]);
+}
+
+// Whether code points of src[b, e) equal the (valid UTF-8) gold bytes.
+template <class Src>
+FASTPASS_HD bool equal_range(Src& src, int32_t b, int32_t e, const uint8_t* gold, int32_t glen) {
+  FlatSrc g{gold, glen, 0};
+  Utf8 gd;
+  int32_t gout[6];
+  int32_t pending = 0, gcp = kEnd;
+  bool same = true;
+  auto next_gold = [&]() -> int32_t {
+    while (g.has()) {
+      const int k = utf8_feed(gd, g.get(), g.offset(), gout);
+      g.advance();
+      if (k) return gout[0];  // gold is valid UTF-8: at most one code point per byte
+    }
+    return kEnd;
+  };
+  (void)pending; (void)gcp;
+  decode_range(src, b, e, [&](int32_t cp, int32_t, int32_t) {
+    if (same && next_gold() != cp) same = false;
+  });
+  return same && next_gold() == kEnd;
+}
+
+// [b, e) with Python str.strip() whitespace removed.
+template <class Src>
+FASTPASS_HD void strip_range(Src& src, int32_t& b, int32_t& e) {
+  int32_t first = -1, last = -1;
+  decode_range(src, b, e, [&](int32_t cp, int32_t cs, int32_t ce) {
+    if (!is_py_space(cp)) { if (first < 0) first = cs; last = ce; }
+  });
+  if (first < 0) { b = e; return; }
+  b = first; e = last;
+}
+
+// Content of the last balanced \boxed{...} inside [b, e); false when there is none.
+template <class Src>
+FASTPASS_HD bool last_boxed(Src& src, int32_t b, int32_t e, int32_t& cb, int32_t& ce) {
+  const char* key = "\\boxed{";
+  bool found = false;
+  for (int32_t i = b; i + 7 <= e; ++i) {
+    src.seek(i);
+    int k = 0;
+    while (k < 7 && src.has() && src.get() == (uint32_t)key[k]) { src.advance(); ++k; }
+    if (k < 7) continue;
+    int32_t depth = 1;
+    while (src.has() && src.offset() < e) {
+      const uint32_t c = src.get();
+      if (c == '{') ++depth;
+      else if (c == '}' && --depth == 0) break;
+      src.advance();
+    }
+    if (depth == 0) { found = true; cb = i + 7; ce = src.offset(); }
+  }
+  return found;
+}
+
+FASTPASS_HD FASTPASS_INLINE bool is_digit(int32_t c) { return c >= '0' && c <= '9'; }
+
+// Numeric key of buf[0, n) in place (see fastpass/grading.py: numeric_key); returns new length.
+FASTPASS_HD FASTPASS_INLINE int32_t numeric_key(int32_t* buf, int32_t n) {
+  int32_t i = 0, sign = 0;
+  if (n > 0 && (buf[0] == '+' || buf[0] == '-')) { sign = buf[0]; i = 1; }
+  int32_t int_b = i;
+  while (i < n && is_digit(buf[i])) ++i;
+  int32_t int_e = i, frac_b = i, frac_e = i;
+  bool dot = false;
+  if (i < n && buf[i] == '.') { dot = true; frac_b = ++i; while (i < n && is_digit(buf[i])) ++i; frac_e = i; }
+  const bool numeric = i == n && (int_e > int_b || (dot && frac_e > frac_b));
+  if (!numeric) return n;  // not a number: the cleaned text is the key
+  while (int_b < int_e && buf[int_b] == '0') ++int_b;
+  while (frac_e > frac_b && buf[frac_e - 1] == '0') --frac_e;
+  int32_t tmp[kNumericCap + 2];
+  int32_t m = 0;
+  if (int_b == int_e && frac_b == frac_e) { buf[0] = '0'; return 1; }
+  if (sign == '-') tmp[m++] = '-';
+  if (int_b == int_e) tmp[m++] = '0';
+  for (int32_t k = int_b; k < int_e; ++k) tmp[m++] = buf[k];
+  if (frac_e > frac_b) {
+    tmp[m++] = '.';
+    for (int32_t k = frac_b; k < frac_e; ++k) tmp[m++] = buf[k];
+  }
+  for (int32_t k = 0; k < m; ++k) buf[k] = tmp[k];
+  return m;
+}
+
+// 1 correct, 0 wrong, -1 undecided here (the host decides).
+template <class Src>
+FASTPASS_HD int8_t grade_range(Src& src, int32_t b, int32_t e, int32_t norm, const uint8_t* gold,
+                               int32_t glen, int32_t* scratch) {
+  if (norm == N_BOXED) {
+    int32_t cb, ce;
+    if (!last_boxed(src, b, e, cb, ce)) return 0;
+    b = cb; e = ce;
+    norm = N_STRIP;
+  }
+  if (norm == N_STRIP) strip_range(src, b, e);
+  if (norm == N_EXACT || norm == N_STRIP) return equal_range(src, b, e, gold, glen) ? 1 : 0;
+  // numeric: drop '$' and ',', strip, drop trailing '.', then canonical decimal.
+  int32_t n = 0;
+  bool overflow = false;
+  decode_range(src, b, e, [&](int32_t cp, int32_t, int32_t) {
+    if (cp == '$' || cp == ',') return;
+    if (n == 0 && is_py_space(cp)) return;
+    if (n < kNumericCap) scratch[n++] = cp; else overflow = true;
+  });
+  if (overflow) return -1;
+  while (n > 0 && is_py_space(scratch[n - 1])) --n;
+  while (n > 0 && scratch[n - 1] == '.') --n;
+  n = numeric_key(scratch, n);
+  FlatSrc g{gold, glen, 0};
+  Utf8 gd;
+  int32_t gout[6], k = 0;
+  while (g.has()) {
+    const int c = utf8_feed(gd, g.get(), g.offset(), gout);
+    g.advance();
+    if (c) { if (k >= n || scratch[k] != gout[0]) return 0; ++k; }
+  }
+  return k == n ? 1 : 0;
+}
+
+// ---- one batch item -----------------------------------------------------------------------------
+struct BatchOut {
+  uint8_t* found;        // [B]
+  int64_t* cp_slots;     // [B, S] code point offsets (start, end interleaved), -1 unset
+  int64_t* byte_slots;   // [B, S] byte offsets, nullable
+  int8_t* grade;         // [B] nullable
+};
+
+struct GradeArgs {
+  int32_t group, norm;
+  const uint8_t* gold;
+  const int64_t* gold_offs;  // [B + 1]
+};
+
+template <class Src>
+FASTPASS_HD void run_item(const Prog& P, int32_t* st, Src& src, int64_t item, bool last,
+                          const BatchOut& o, const GradeArgs& g, int32_t* scratch) {
+  const int32_t s = P.n_slots;
+  const Layout L{P.n_instr, s};
+  int32_t best[64];  // n_slots <= 64 (checked on the host)
+  bool found = vm_search(P, st, src, 0, kEnd);
+  if (found) for (int32_t k = 0; k < s; ++k) best[k] = st[L.match() + k];
+  while (last && found) {  // finditer: next search starts at the previous match's end
+    const int32_t e = best[1];
+    const int32_t prev = cp_before(src, e);
+    if (!vm_search(P, st, src, e, prev)) break;
+    for (int32_t k = 0; k < s; ++k) best[k] = st[L.match() + k];
+  }
+  o.found[item] = found;
+  if (!found) for (int32_t k = 0; k < s; ++k) best[k] = -1;
+  if (o.byte_slots) for (int32_t k = 0; k < s; ++k) o.byte_slots[item * s + k] = best[k];
+  to_codepoints(src, best, s, o.cp_slots + item * s);
+  if (o.grade) {
+    const int32_t gb = best[2 * g.group], ge = best[2 * g.group + 1];
+    if (!found || gb < 0) { o.grade[item] = 0; return; }
+    const int64_t go = g.gold_offs[item];
+    o.grade[item] = grade_range(src, gb, ge, g.norm, g.gold + go,
+                                (int32_t)(g.gold_offs[item + 1] - go), scratch);
+  }
+}
+
+}  // namespace rx
+}  // namespace fastpass

@@ -1,0 +1,231 @@
+"""Answer grading: extract a group with a regex, normalise, compare with the gold answer.
+
+``grade`` runs extraction and the exact/strip/numeric/boxed comparison inside the regex kernels
+(on the device for token ids on a GPU); ``math`` and the rare undecided numeric case (a candidate
+longer than the kernels' buffer) are finished on the host with the same functions below, which
+are also the reference the kernels are tested against."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import torch
+
+from fastpass import regex as _regex
+
+NORMALIZERS = ("exact", "strip", "numeric", "boxed", "math")
+
+
+@dataclass(frozen=True)
+class GradePreset:
+    """A named grading rule: pattern + flags, group, normaliser, occurrence, optional fallback
+    (tried on items where the pattern finds nothing)."""
+    name: str
+    pattern: str
+    flags: int = 0
+    group: int = 1
+    normalize: str = "strip"
+    occurrence: str = "first"
+    fallback: "GradePreset | None" = None
+
+
+R1_ANSWER = GradePreset("r1", r"<answer>(.*?)</answer>", re.DOTALL)
+GSM8K_ANSWER = GradePreset(
+    "gsm8k", r"#### (\-?[0-9\.\,]+)", normalize="numeric",
+    fallback=GradePreset("gsm8k-fallback", r"[Tt]he answer is:?\s*\$?\s*(\-?[0-9\.\,]+)",
+                         normalize="numeric"))
+BOXED = GradePreset("boxed", r"(.*)", re.DOTALL, normalize="boxed")
+LAST_NUMBER = GradePreset("last-number", r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)", normalize="numeric",
+                          occurrence="last")
+
+# ---- host normalisers (the reference semantics) ---------------------------------------------
+_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:(\.)([0-9]*))?")
+
+
+def numeric_key(s: str) -> str:
+    """Drop '$' and ',', strip, drop trailing '.', then a canonical decimal ("1,000" and
+    "1000.0" -> "1000"; "-0.50" -> "-0.5"); text that is not a number is its own key."""
+    t = s.replace("$", "").replace(",", "").strip().rstrip(".")
+    m = _NUMBER.fullmatch(t)
+    if not m or not (m.group(2) or (m.group(3) and m.group(4))):
+        return t
+    sign, whole, frac = m.group(1), m.group(2).lstrip("0"), (m.group(4) or "").rstrip("0")
+    if not whole and not frac:
+        return "0"
+    return ("-" if sign == "-" else "") + (whole or "0") + ("." + frac if frac else "")
+
+
+def last_boxed(s: str) -> str | None:
+    """Content of the last balanced ``\\boxed{...}`` in s, or None."""
+    best, i = None, s.find("\\boxed{")
+    while i >= 0:
+        depth, j = 1, i + 7
+        while j < len(s):
+            if s[j] == "{":
+                depth += 1
+            elif s[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        if depth == 0:
+            best = s[i + 7:j]
+        i = s.find("\\boxed{", i + 1)
+    return best
+
+
+_LATEX_DROP = re.compile(r"\\left|\\right|\\!|\\,|\\;|\\:|\\displaystyle|\^\{?\\circ\}?|\\%|%|\s+")
+_TEXT = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}")
+_FRAC = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+_FRAC_SHORT = re.compile(r"\\[dt]?frac(\d)(\d)")
+
+
+def math_key(s: str):
+    """Light LaTeX clean-up, then a number (Fraction) when the answer is one, else the text."""
+    t = last_boxed(s) if "\\boxed{" in s else s
+    t = t if t is not None else s
+    t = _TEXT.sub("", t)
+    t = _LATEX_DROP.sub("", t)
+    t = _FRAC_SHORT.sub(r"\\frac{\1}{\2}", t)
+    t = t.strip("$").rstrip(".")
+    m = _FRAC.fullmatch(t)
+    if m:
+        a, b = numeric_key(m.group(1)), numeric_key(m.group(2))
+        try:
+            return Fraction(a) / Fraction(b)
+        except (ValueError, ZeroDivisionError):
+            return t
+    k = numeric_key(t)
+    if re.fullmatch(r"-?[0-9]+(?:\.[0-9]+)?", k):
+        return Fraction(k)
+    if re.fullmatch(r"-?[0-9]+/[0-9]+", k):
+        try:
+            return Fraction(k)
+        except ZeroDivisionError:
+            return k
+    return k
+
+
+def gold_key(gold: str, normalize: str) -> str:
+    if normalize == "exact":
+        return gold
+    if normalize in ("strip", "boxed"):
+        return gold.strip()
+    if normalize == "numeric":
+        return numeric_key(gold)
+    raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
+
+
+def grade_text(extracted: str, gold: str, normalize: str, gold_is_key: bool = False) -> bool:
+    """Reference comparison of one extracted answer with its gold answer."""
+    if normalize == "math":
+        return _math_equal(extracted, gold)
+    key = gold if gold_is_key else gold_key(gold, normalize)
+    if normalize == "exact":
+        return extracted == key
+    if normalize == "strip":
+        return extracted.strip() == key
+    if normalize == "boxed":
+        inner = last_boxed(extracted)
+        return inner is not None and inner.strip() == key
+    if normalize == "numeric":
+        return numeric_key(extracted) == key
+    raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
+
+
+def _math_equal(extracted: str, gold: str) -> bool:
+    a, b = math_key(extracted), math_key(gold)
+    if a == b:
+        return True
+    if isinstance(a, Fraction) != isinstance(b, Fraction):
+        try:  # math-verify, when installed, decides what the light clean-up cannot
+            from math_verify import parse, verify  # type: ignore[import-not-found]
+        except ImportError:
+            return False
+        return bool(verify(parse(gold), parse(extracted)))
+    return False
+
+
+# ---- batch grading ------------------------------------------------------------------------------
+def _resolve(pattern, flags, group, normalize, occurrence):
+    if isinstance(pattern, GradePreset):
+        preset = pattern
+    else:
+        rx = pattern if isinstance(pattern, (_regex.Regex, re.Pattern)) else None
+        preset = GradePreset("custom", rx.pattern if rx is not None else pattern,
+                             (rx.flags if rx is not None else 0) | flags)
+    overrides = {k: v for k, v in (("group", group), ("normalize", normalize),
+                                   ("occurrence", occurrence)) if v is not None}
+    return replace(preset, **overrides)
+
+
+def grade(completions, golds, pattern=R1_ANSWER, group=None, normalize=None, occurrence=None,
+          flags: int = 0, token_bytes=None, lengths=None, device=None, backend=None) -> torch.Tensor:
+    """bool[B]: whether each completion's extracted answer equals its gold answer.
+
+    completions: list of str, or token ids [B, L] with ``token_bytes`` (and optional lengths).
+    pattern: a preset (R1_ANSWER, GSM8K_ANSWER, BOXED, LAST_NUMBER), a pattern string or a
+    compiled regex. group / normalize / occurrence override the preset's."""
+    p = _resolve(pattern, flags, group, normalize, occurrence)
+    if p.normalize not in NORMALIZERS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {p.normalize!r}")
+    golds = [str(g) for g in golds]
+    items = _regex.make_items(completions, token_bytes, lengths)
+    if device is not None:
+        items = _regex._to_device(items, torch.device(device))
+    if len(golds) != items.batch:
+        raise ValueError(f"got {items.batch} completions but {len(golds)} golds: pass one gold per completion")
+    rx = _regex.compile(p.pattern, p.flags)
+    if not 0 <= p.group <= rx.groups:
+        raise ValueError(f"group {p.group} does not exist in {p.pattern!r} ({rx.groups} groups)")
+    last = _regex._last(rx, p.occurrence)
+    if p.normalize == "math":
+        raw = _regex.run(rx.program.code, rx.n_slots, items, occurrence_last=last, backend=backend)
+        result = _host_math(items, raw, p.group, golds)
+    else:
+        keys = [gold_key(g, p.normalize) for g in golds]
+        raw = _regex.run(rx.program.code, rx.n_slots, items, occurrence_last=last,
+                         grade=(p.group, p.normalize, keys), backend=backend)
+        result = _finish_undecided(items, raw, p, keys)
+    if p.fallback is not None:
+        missing = ~raw.found.to(result.device)
+        if bool(missing.any()):
+            idx = torch.nonzero(missing).flatten().cpu()
+            sub = _subset(items, idx)
+            fb = grade(sub, [golds[i] for i in idx.tolist()], p.fallback, device=items.device,
+                       backend=backend)
+            result[idx.to(result.device)] = fb.to(result.device)
+    return result
+
+
+def _finish_undecided(items, raw, p, keys) -> torch.Tensor:
+    verdict = raw.grade
+    undecided = verdict < 0
+    if bool(undecided.any()):  # numeric candidates longer than the kernels' buffer
+        verdict = verdict.clone()
+        starts = raw.cp_slots[:, 2 * p.group].cpu()
+        ends = raw.cp_slots[:, 2 * p.group + 1].cpu()
+        for i in torch.nonzero(undecided).flatten().tolist():
+            text = items.text(i)[int(starts[i]):int(ends[i])]
+            verdict[i] = int(grade_text(text, keys[i], p.normalize, gold_is_key=True))
+    return verdict > 0
+
+
+def _host_math(items, raw, group, golds) -> torch.Tensor:
+    found = raw.found.cpu()
+    starts = raw.cp_slots[:, 2 * group].cpu()
+    ends = raw.cp_slots[:, 2 * group + 1].cpu()
+    out = torch.zeros(items.batch, dtype=torch.bool)
+    for i in range(items.batch):
+        if bool(found[i]) and int(starts[i]) >= 0:
+            out[i] = _math_equal(items.text(i)[int(starts[i]):int(ends[i])], golds[i])
+    return out.to(raw.found.device)
+
+
+def _subset(items, idx):
+    if items.texts is not None:
+        return [items.texts[i] for i in idx.tolist()]
+    return _regex.Items(ids=items.ids[idx.to(items.ids.device)],
+                        lengths=items.lengths[idx.to(items.ids.device)],
+                        token_bytes=items.token_bytes)

@@ -1,0 +1,173 @@
+"""fastpass.regex against Python's re: differential (hypothesis), CPython's re_tests table,
+hand-picked semantics, unsupported constructs, linear time."""
+import re
+import time
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import fastpass.regex as fre
+from fastpass import _backend
+
+TIERS = ["reference"] + (["cpu"] if _backend.has_native() and hasattr(_backend.native(), "regex_batch_cpu") else [])
+
+
+def spans(m, groups):
+    return None if m is None else [m.span(g) for g in range(groups + 1)]
+
+
+def check(pattern, text, flags=0, tiers=TIERS):
+    want = re.search(pattern, text, flags)
+    rx = fre.compile(pattern, flags)
+    for tier in tiers:
+        got = rx.search(text, backend=tier)
+        assert spans(got, rx.groups) == spans(want, rx.groups), (pattern, text, flags, tier)
+        if got is not None:
+            assert got.groups() == want.groups()
+            assert got.group() == want.group()
+
+
+# ---- hand-picked semantics ----------------------------------------------------------------------
+CASES = [
+    (r"<answer>(.*?)</answer>", re.S, "x <answer> 42 </answer> <answer>7</answer>"),
+    (r"<answer>(.*?)</answer>", 0, "<answer>a\nb</answer><answer>c</answer>"),
+    (r"(a|ab)(c|bcd)(d*)", 0, "abcd"),
+    (r"\bfoo\b", 0, "a foo b"), (r"\Bo\B", 0, "foo"), (r"\b", 0, ""), (r"\B", 0, ""),
+    (r"a$", 0, "a\n"), (r"a$", 0, "a\n\n"), (r"a$", re.M, "a\nb"), (r"^b", re.M, "a\nb"),
+    (r"a\Z", 0, "a\n"), (r"\Aa", 0, "ba"), (r"$", 0, "ab\n"), (r"^$", re.M, "a\n\nb"),
+    (r"(?i)straße", 0, "STRASSE strasse STRAßE"), (r"(?i)[a-z]+", 0, "ÀbcKſ"),
+    (r"(?i)k", 0, "\u212a"), (r"(?i)ǅ", 0, "ǆ"), (r"(?ia)[a-z]+", 0, "\u212aK"),
+    (r"\w+", 0, "héllo wörld"), (r"\w+", re.A, "héllo"), (r"\d+", 0, "x٣٤5"), (r"\s+", 0, "a\u3000\x1cb"),
+    (r"x*", 0, "aaa"), (r"(?:(a)|b)*", 0, "ab"), (r"(a)|b", 0, "b"), (r"(a)?b", 0, "b"),
+    (r"#### (\-?[0-9\.\,]+)", 0, "so #### -1,000.5"), (r"a{2,3}?", 0, "aaaa"), (r"a{2,}", 0, "aaaaa"),
+    (r"(?x) a b # c", 0, "ab"), (r"(?P<x>a)(?P<y>b)?", 0, "ac"), (r"(?s:.)(.)", 0, "\n\nx"),
+    (r"[^\W\d]+", 0, "12ab_é3"), (r"[\s\S]{3}", 0, "a\nb"), (r".", 0, "\n"), (r"", 0, "abc"),
+    (r"(?:ab)+?c", 0, "ababc"), (r"(a+)+b", 0, "aaab"), (r"😀+(.)", 0, "x😀😀é"),
+]
+
+
+@pytest.mark.parametrize("pattern,flags,text", CASES)
+def test_hand_picked(pattern, flags, text):
+    check(pattern, text, flags)
+
+
+def test_match_object_api():
+    m = fre.compile(r"(?P<k>\w+)=(\d+)?").search("  ключ=")
+    want = re.search(r"(?P<k>\w+)=(\d+)?", "  ключ=")
+    assert m.span() == want.span() and m.start(1) == want.start(1) and m.end("k") == want.end("k")
+    assert m.groups() == want.groups() and m.groups("-") == want.groups("-")
+    assert m.groupdict() == want.groupdict() and m["k"] == want["k"]
+    assert fre.compile("z").search("abc") is None
+
+
+@pytest.mark.parametrize("pattern,construct", [
+    (r"(a)\1", "backreference"), (r"a(?=b)", "lookahead"), (r"a(?!b)", "lookahead"),
+    (r"(?<=a)b", "lookbehind"), (r"(?<!a)b", "lookbehind"), (r"(a)?(?(1)b|c)", "conditional"),
+    (r"(?>a+)b", "atomic"), (r"a++", "possessive"), (r"a*+", "possessive"), (r"(a*)*", "empty"),
+])
+def test_unsupported_constructs_are_named(pattern, construct):
+    with pytest.raises(fre.UnsupportedPattern, match=construct):
+        fre.compile(pattern)
+    assert issubclass(fre.UnsupportedPattern, ValueError)
+
+
+@pytest.mark.parametrize("pattern", ["(", "a{2,1}", "[z-a]", "(?P<1>a)", "*", "(?i", "a)"])
+def test_invalid_syntax_raises_re_error(pattern):
+    with pytest.raises(re.error):
+        re.compile(pattern)
+    with pytest.raises(re.error):
+        fre.compile(pattern)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_pathological_pattern_is_linear(tier):
+    rx = fre.compile(r"(a+)+b")
+    text = "a" * 20000
+    t0 = time.perf_counter()
+    assert rx.search(text, backend=tier) is None
+    limit = 1.0 if tier != "reference" else 5.0  # the pure-Python reference VM is slower
+    assert time.perf_counter() - t0 < limit
+    m = rx.search(text + "b", backend=tier)
+    assert m.span() == (0, 20001) and m.span(1) == (0, 20000)
+
+
+# ---- CPython's own table ------------------------------------------------------------------------
+def _re_tests():
+    try:
+        from test import re_tests
+    except ImportError:  # the test package is not installed with every Python
+        return None
+    return re_tests
+
+
+@pytest.mark.skipif(_re_tests() is None, reason="CPython's test.re_tests is not installed")
+def test_cpython_re_tests_supported_subset():
+    rt = _re_tests()
+    ran = unsupported = 0
+    for entry in rt.tests:
+        pattern, text, outcome = entry[:3]
+        if not isinstance(pattern, str) or not isinstance(text, str):
+            continue
+        if outcome == rt.SYNTAX_ERROR:
+            with pytest.raises(re.error):
+                fre.compile(pattern)
+            ran += 1
+            continue
+        try:
+            rx = fre.compile(pattern)
+        except fre.UnsupportedPattern:
+            unsupported += 1
+            continue
+        want = re.search(pattern, text)
+        for tier in TIERS:
+            got = rx.search(text, backend=tier)
+            assert spans(got, rx.groups) == spans(want, rx.groups), (pattern, text, tier)
+        ran += 1
+    assert ran > 250, (ran, unsupported)
+
+
+# ---- differential testing with hypothesis -------------------------------------------------------
+ALPHABET = "abcAB1_ é\nßſKk\u212a-.İı٣"
+CHAR_ATOMS = ["a", "b", "c", "A", "é", "ß", "k", "K", "1", " ", r"\n", r"\.", r"\-", "_", "ı", "İ"]
+CLASS_ATOMS = [".", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", "[abc]", "[^a-c]", "[a-zé]",
+               r"[\w.]", r"[^\s]", "[A-Z]", "[k-s]", r"[\d\-]"]
+ANCHORS = ["^", "$", r"\A", r"\Z", r"\b", r"\B"]
+QUANTS = ["*", "+", "?", "{2}", "{1,}", "{0,2}", "{1,3}"]
+
+
+def _patterns():
+    atom = st.sampled_from(CHAR_ATOMS + CLASS_ATOMS)
+    anchor = st.sampled_from(ANCHORS)
+
+    def extend(inner):
+        seq = st.lists(inner, min_size=1, max_size=4).map("".join)
+        group = st.tuples(st.sampled_from(["(", "(?:", "(?i:", "(?s:", "(?-i:", "(?m:", "(?a:"]),
+                          seq).map(lambda t: f"{t[0]}{t[1]})")
+        alt = st.lists(seq, min_size=2, max_size=3).map(lambda xs: "(" + "|".join(xs) + ")")
+        rep = st.tuples(st.one_of(atom, group, alt), st.sampled_from(QUANTS),
+                        st.booleans()).map(lambda t: t[0] + t[1] + ("?" if t[2] else ""))
+        return st.one_of(atom, anchor, group, alt, rep)
+
+    return st.recursive(st.one_of(atom, anchor), extend, max_leaves=8)
+
+
+FLAG_SETS = [0, re.I, re.S, re.M, re.A, re.I | re.S, re.I | re.M | re.A, re.S | re.M]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=st.lists(_patterns(), min_size=1, max_size=3).map("".join),
+       text=st.text(alphabet=ALPHABET, max_size=12), flags=st.sampled_from(FLAG_SETS))
+def test_differential_against_re(pattern, text, flags):
+    try:
+        re.compile(pattern, flags)
+    except re.error:
+        with pytest.raises(re.error):
+            fre.compile(pattern, flags)
+        return
+    try:
+        fre.compile(pattern, flags)
+    except fre.UnsupportedPattern as exc:
+        assert "empty string" in str(exc)  # the only refusal the grammar can trigger
+        assume(False)
+    check(pattern, text, flags)
