@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from fastpass._backend import choose
 
@@ -223,6 +224,18 @@ def decode_attention_reference(q, prefix_k, prefix_v, prefix_lens, suffix_k, suf
     return out.to(q.dtype)
 
 
+def _prefill_sdpa(q, k, v, scale, sliding_window):
+    """Padded batch [B, L, H, D] -> [B, L, Hq, D], causal (and windowed), GQA by head groups."""
+    mask = None
+    if sliding_window > 0:
+        i = torch.arange(q.shape[1], device=q.device)
+        mask = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - sliding_window)
+    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                       attn_mask=mask, is_causal=mask is None, scale=scale,
+                                       enable_gqa=True)
+    return o.transpose(1, 2)
+
+
 def prefill_attention_reference(q, k, v, cu_seqlens, scale, softcap=0.0, sliding_window=0):
     """Causal varlen attention: sequences padded to one batch, queries chunked to bound memory."""
     t, hq, d = q.shape
@@ -238,6 +251,10 @@ def prefill_attention_reference(q, k, v, cu_seqlens, scale, softcap=0.0, sliding
     valid = pos < lens[:, None]  # [B, Lmax]
     tok = torch.where(valid, cu[:-1, None] + pos, torch.zeros_like(pos)).to(q.device)
     valid = valid.to(q.device)
+    if softcap == 0:  # torch's fused SDPA: padded keys are seen only by padded queries (dropped)
+        outp = _prefill_sdpa(q.float()[tok], k.float()[tok], v.float()[tok], scale, sliding_window)
+        out[tok[valid]] = outp[valid]
+        return out.to(q.dtype)
     qp = q.float()[tok].view(b, lmax, hkv, g, d).permute(0, 2, 3, 1, 4)  # [B, Hkv, G, L, D]
     kp = k.float()[tok].permute(0, 2, 1, 3).unsqueeze(2)  # [B, Hkv, 1, L, D]
     vp = v.float()[tok].permute(0, 2, 1, 3).unsqueeze(2)

@@ -125,10 +125,12 @@ def test_prefill_reference_equals_plain_causal_attention(lens, hq, hkv, d, softc
 
 
 def test_prefill_reference_query_chunking_changes_nothing(monkeypatch):
+    # the explicit-softmax path (taken with softcap) chunks queries to bound memory
     c = prefill_case([40, 9], seed=3)
-    whole = A.prefill_attention(**c, scale=0.25, sliding_window=10, backend="reference")
+    kw = dict(scale=0.25, softcap=20.0, sliding_window=10, backend="reference")
+    whole = A.prefill_attention(**c, **kw)
     monkeypatch.setattr(A, "_PREFILL_SCORE_BUDGET", 6 * 2 * 40 * 7)  # 7-query chunks
-    chunked = A.prefill_attention(**c, scale=0.25, sliding_window=10, backend="reference")
+    chunked = A.prefill_attention(**c, **kw)
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
 
 
