@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 import torch
 
+from fastpass._backend import triton_interpreted
 from fastpass.engine.decode_loop import REASON_NAMES, DecodeParams
 from fastpass.engine.model_adapter import ModelAdapter
 from fastpass.engine.planning import memory_budget, plan_chunks, run_chunks
@@ -87,6 +89,9 @@ class Sampler:
                  compact: bool = False, max_rows: int | None = None):
         self.adapter = ModelAdapter(model)
         self.model, self.tokenizer = model, tokenizer
+        if (backend is None and self.adapter.device.type == "cpu" and triton_interpreted()
+                and not os.environ.get("FASTPASS_BACKEND")):
+            backend = "reference"  # the Triton interpreter checks kernels; it is far too slow to decode with
         self.backend, self.use_graph, self.compact, self.max_rows = backend, use_graph, compact, max_rows
         self.last_stats: dict = {}
         if tokenizer is not None and len(tokenizer) > self.adapter.vocab_size:
