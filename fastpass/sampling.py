@@ -163,19 +163,55 @@ def filter_cutoffs(logits, inv_t, top_k: int = 0, top_p: float = 1.0,
     clean = logits.nan_to_num(nan=float("-inf"), posinf=torch.finfo(logits.dtype).max)
     cut = torch.full((B,), float("-inf"), dtype=torch.float32, device=logits.device)
     if p_on:
-        # scaling by inv > 0 is monotone, so sorting raw logits sorts x (ascending, as HF does)
-        xs = clean.sort(dim=-1).values.float() * inv
-        if k_on:
-            xs = xs.masked_fill(xs < xs[:, V - top_k, None], float("-inf"))
-        cum = xs.softmax(dim=-1).cumsum(dim=-1)
-        n_removed = (cum <= 1.0 - top_p).sum(dim=-1).clamp_(max=V - 1)
-        cut = torch.maximum(cut, xs.gather(1, n_removed[:, None])[:, 0])
+        top_p_cut = _top_p_cutoff_candidates if logits.device.type == "cpu" else _top_p_cutoff_sorted
+        cut = torch.maximum(cut, top_p_cut(clean, inv, top_k if k_on else 0, top_p))
     elif k_on:
         kth = clean.topk(top_k, dim=-1, sorted=False).values.amin(dim=-1)
         cut = torch.maximum(cut, kth.float() * inv[:, 0])
     if m_on:
         x_max = clean.amax(dim=-1).float() * inv[:, 0]
         cut = torch.maximum(cut, x_max + math.log(min_p))
+    return cut
+
+
+def _top_p_cutoff_sorted(clean, inv, top_k: int, top_p: float) -> torch.Tensor:
+    """HF's top-p (after top-k) over the fully sorted row: exact, no host sync, slow."""
+    V = clean.shape[1]
+    # scaling by inv > 0 is monotone, so sorting raw logits sorts x (ascending, as HF does)
+    xs = clean.sort(dim=-1).values.float() * inv
+    if top_k:
+        xs = xs.masked_fill(xs < xs[:, V - top_k, None], float("-inf"))
+    cum = xs.softmax(dim=-1).cumsum(dim=-1)
+    n_removed = (cum <= 1.0 - top_p).sum(dim=-1).clamp_(max=V - 1)
+    return xs.gather(1, n_removed[:, None])[:, 0]
+
+
+def _top_p_cutoff_candidates(clean, inv, top_k: int, top_p: float, n_cand: int = 256) -> torch.Tensor:
+    """The same cutoff from the row's n_cand largest values when they hold mass >= top_p (rows
+    where they do not retry with 16x more candidates, then the full sort). A token is kept iff the mass strictly above it
+    in descending order is < top_p (HF: ascending cumulative mass > 1 - top_p). Syncs with the
+    host to pick the fallback rows, so it is for CPU tensors."""
+    B, V = clean.shape
+    n_cand = min(V, max(n_cand, top_k))
+    x = clean.float() * inv
+    x_max = x.amax(dim=-1, keepdim=True)
+    cand = x.topk(n_cand, dim=-1).values                    # descending
+    e = x.sub_(x_max).exp_()
+    if top_k:
+        kth = cand[:, top_k - 1:top_k]
+        e.masked_fill_(clean.float() * inv < kth, 0.0)
+        cand = cand.masked_fill(cand < kth, float("-inf"))
+    # float64 masses: the kept set is then exact to ~1e-15 at its edge (HF's fp32 cumsum, ~1e-7)
+    p = torch.exp((cand - x_max).double()) / e.sum(dim=-1, keepdim=True, dtype=torch.float64)
+    inclusive = p.cumsum(dim=-1)
+    n_keep = ((inclusive - p) < top_p).sum(dim=-1)
+    cut = cand.gather(1, (n_keep - 1)[:, None])[:, 0]
+    short = inclusive[:, -1] < top_p
+    if n_cand < V and bool(short.any()):
+        rows = short.nonzero()[:, 0]
+        wider = _top_p_cutoff_candidates if 16 * n_cand < V else _top_p_cutoff_sorted
+        cut[rows] = wider(clean[rows], inv[rows], top_k, top_p, **({"n_cand": 16 * n_cand}
+                                                                   if 16 * n_cand < V else {}))
     return cut
 
 

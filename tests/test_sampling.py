@@ -123,6 +123,21 @@ def test_filter_cutoffs_keep_exactly_hf_set(kw, dtype):
         assert torch.equal(ours, hf)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_top_p_candidate_path_equals_full_sort(dtype):
+    """CPU top-p takes the top 256 values (then 4096, then a full sort, per row, when those hold
+    less than top_p): the cutoff must equal the full-sort path's, flat and peaked rows mixed."""
+    g = torch.Generator().manual_seed(8)
+    scale = torch.tensor([0.2, 1.0, 3.0, 8.0]).repeat_interleave(8)[:, None]
+    logits = (torch.randn(32, 5000, generator=g) * scale).to(dtype)
+    inv = torch.full((32, 1), 1 / 0.8)
+    for top_k in (0, 20, 600):
+        for top_p in (0.3, 0.9, 0.99):
+            want = S._top_p_cutoff_sorted(logits, inv, top_k, top_p)
+            got = S._top_p_cutoff_candidates(logits, inv, top_k, top_p, n_cand=16)
+            assert torch.equal(got, want), (top_k, top_p)
+
+
 # ----------------------------------------------------------------------------- distribution
 CHI_CASES = [dict(), dict(temperature=0.6), dict(temperature=1.7)] + FILTERS
 
