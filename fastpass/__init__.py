@@ -10,3 +10,4 @@ from fastpass.simulate import Simulation, simulate
 __version__ = "0.1.0"
 from fastpass.engine import SampleBatch, Sampler, generate
 from fastpass import sampling
+from fastpass import attention
