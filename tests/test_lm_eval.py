@@ -127,9 +127,9 @@ def test_stop_strings_end_samples_early_without_changing_texts(lm):
 
 
 def _direct_loglikelihood(lm, ctx_ids, cont_ids):
-    ids = torch.tensor([ctx_ids + cont_ids])
+    ids = torch.tensor([ctx_ids + cont_ids], device=lm.model.device)
     with torch.no_grad():
-        lp = lm.model(ids).logits[0].float().log_softmax(-1)
+        lp = lm.model(ids).logits[0].float().log_softmax(-1).cpu()
     pos = torch.arange(len(ctx_ids) - 1, len(ctx_ids) + len(cont_ids) - 1)
     target = torch.tensor(cont_ids)
     return float(lp[pos, target].sum()), bool((lp[pos].argmax(-1) == target).all())
@@ -249,3 +249,23 @@ def test_module_entry_point_runs_lm_eval_cli(model_dir, tmp_path):
     results = list(out.rglob("results*.json"))
     assert results, proc.stdout[-2000:]
     assert "acc,none" in json.loads(results[0].read_text())["results"]["fp_mc"]
+
+
+@pytest.mark.gpu
+def test_gpu_adapter_matches_direct_forward_and_hf_greedy(model_dir, monkeypatch):
+    gpu = adapter.FastpassLM(pretrained=str(model_dir), device="cuda", dtype="float32", batch_size=4)
+    assert gpu.model.device.type == "cuda"
+    pairs = [("Question: what is 3 plus 4?\nAnswer:", " 7"), ("Answer:", " 19\nQuestion: what")]
+    got = gpu.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)])
+    for (ctx, cont), (lp, _) in zip(pairs, got):
+        whole, ctx_ids = gpu.tok_encode(ctx + cont), gpu.tok_encode(ctx)
+        assert lp == pytest.approx(_direct_loglikelihood(gpu, ctx_ids, whole[len(ctx_ids):])[0], abs=1e-3)
+    prefills = _count_prefills(monkeypatch)
+    ctx = "Question: what is 4 plus 4?\nAnswer:"
+    out = gpu.generate_until(_gen_requests([(ctx, {"until": ["\n"], "do_sample": False, "max_gen_toks": 8}, 3),
+                                            (ctx, GEN, 5)]))
+    assert len(prefills) == 2 and len(out) == 8
+    ids = torch.tensor([gpu.tok_encode(ctx)], device="cuda")
+    gpu.model.generation_config.pad_token_id = gpu.tokenizer.pad_token_id
+    hf = gpu.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=8)
+    assert out[:3] == [gpu.tokenizer.decode(hf[0, ids.shape[1]:], skip_special_tokens=True).split("\n")[0]] * 3

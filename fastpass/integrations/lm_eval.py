@@ -273,13 +273,13 @@ class FastpassLM(TemplateLM):
             batch = self.sampler.sample(prompts, n=n, max_new_tokens=p["max_new_tokens"],
                                         temperature=p["temperature"], top_k=p["top_k"], top_p=p["top_p"],
                                         min_p=p["min_p"], seed=self.seed,
-                                        stream_ids=[stream_id(c, kkey) for c in contexts], stop=self._stop(until))
+                                        stream_ids=[stream_id(c, kkey) for c in contexts], stop=self._stop(until),
+                                        on_chunk=lambda chunk: bar.update(sum(it.count for it in chunk)))
             for c, samples in zip(contexts, batch.tokens):
                 for i, toks in zip(members[(c, kkey)], samples):
                     text = postprocess_generated_text(self.tok_decode(toks), stop=until, think_end_token=None)
                     results[i] = text
                     self.cache_hook.add_partial("generate_until", args[i], text)
-                bar.update(n)
         bar.close()
         return results
 
