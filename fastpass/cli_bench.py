@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 AREAS = ("e2e", "sampler", "attention", "regex", "passk")
+# baselines a bench adds only when their package is importable: (module, name in the table)
+OPTIONAL_BASELINES = {"e2e": [("vllm", "vLLM")], "sampler": [("flashinfer", "FlashInfer")],
+                      "attention": [("flashinfer", "FlashInfer")]}
 
 
 def bench_dir() -> Path:
@@ -40,6 +43,19 @@ def load_bench(area: str, root: Path | None = None):
         raise ImportError(f"another module named 'bench' is already imported ({loaded.__file__}): "
                           "run `fastpass bench` in a fresh process")
     return importlib.import_module(f"bench.bench_{area}")
+
+
+def missing_baselines(area: str, rows: list[dict]) -> list[str]:
+    """'vLLM: not installed' lines for optional baselines that are absent and not in ``rows``."""
+    import importlib.util
+
+    out = []
+    for module, name in OPTIONAL_BASELINES.get(area, []):
+        in_rows = any(name.lower() in str(r.get("baseline_name", "")).lower() + str(r.get("note", "")).lower()
+                      for r in rows)
+        if not in_rows and importlib.util.find_spec(module) is None:
+            out.append(f"{name}: not installed (pip install {module} to measure it as a baseline)")
+    return out
 
 
 def add_parser(sub) -> None:
@@ -71,6 +87,8 @@ def run(args) -> int:
         common.report(rows, args.device, write_csv=not args.no_csv)
     finally:
         common.RESULTS_CSV = default_csv
+    for line in missing_baselines(args.area, rows):
+        print(line)
     if not args.no_csv:
         print(f"\nappended {len(rows)} rows to {target}")
     return 0

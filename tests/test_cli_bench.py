@@ -95,3 +95,15 @@ def test_plot_throughput_runs_at_tiny_sizes_on_cpu(tmp_path):
     for p in data["vs_k"] + data["vs_prompt"]:
         assert p["fastpass_tok_s"] > 0 and p["hf_tok_s"] > 0
     assert data["model"] == "tiny" and data["env"]["torch"]
+
+
+def test_absent_optional_baselines_are_named(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("vllm", "flashinfer")
+                        else real(name, *a))
+    assert cli_bench.missing_baselines("e2e", [{"baseline_name": "HF generate"}]) == [
+        "vLLM: not installed (pip install vllm to measure it as a baseline)"]
+    assert cli_bench.missing_baselines("attention", [{"baseline_name": "FlashInfer cascade"}]) == []
+    assert cli_bench.missing_baselines("passk", []) == []
