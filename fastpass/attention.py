@@ -16,6 +16,13 @@ import torch.nn.functional as F
 from fastpass._backend import choose
 
 _TIERS = ("triton", "reference")
+
+
+def _tier(op, device, backend):
+    # On CPU the reference (vectorised torch) is the fast tier: the Triton interpreter (even
+    # when TRITON_INTERPRET=1 is set, as in the test suite) runs only when asked for by name.
+    order = _TIERS if device.type == "cuda" else _TIERS[::-1]
+    return choose(op, order, device, backend)
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _INT_DTYPES = (torch.int32, torch.int64)
 # Scores materialised at once by the prefill reference (elements); bounds its memory.
@@ -286,7 +293,7 @@ def prefill_attention(q, k, v, cu_seqlens, scale, softcap=0.0, sliding_window=0,
     cu_seqlens int32[B+1]. Returns [T, Hq, D] in q's dtype. ``max_seqlen`` (longest sequence)
     spares the triton tier one host sync when the caller knows it."""
     _check_prefill(q, k, v, cu_seqlens, scale, softcap, sliding_window)
-    tier = choose("prefill_attention", _TIERS, q.device, backend)
+    tier = _tier("prefill_attention", q.device, backend)
     if tier == "triton":
         from fastpass.triton_kernels import attention as tk
 
@@ -308,7 +315,7 @@ def decode_attention(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suf
     host syncs, so it can run inside a captured CUDA graph."""
     _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets,
                   scale, softcap, sliding_window)
-    tier = choose("decode_attention", _TIERS, q.device, backend)
+    tier = _tier("decode_attention", q.device, backend)
     if tier == "triton":
         from fastpass.triton_kernels import attention as tk
 

@@ -257,6 +257,16 @@ def test_prefill_triton_matches_reference(lens, hq, hkv, d, softcap, window):
     torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
 
 
+def test_cpu_default_tier_is_the_reference(monkeypatch):
+    """The engine's CPU tier: the reference runs by default even under TRITON_INTERPRET=1."""
+    calls = []
+    monkeypatch.setattr(A, "decode_attention_reference", lambda *a: calls.append("decode") or a[0])
+    monkeypatch.setattr(A, "prefill_attention_reference", lambda *a: calls.append("prefill") or a[0])
+    A.decode_attention(**decode_case([3, 2], [37, 20], [1, 5, 9, 3, 2]), scale=0.25)
+    A.prefill_attention(**prefill_case([4, 3]), scale=0.25)
+    assert calls == ["decode", "prefill"]
+
+
 # ----------------------------------------------------------------------------- bad input
 def _bad(**change):
     c = decode_case([3, 2], [37, 20], [1, 5, 9, 3, 2])
