@@ -126,6 +126,12 @@ def test_stop_strings_end_samples_early_without_changing_texts(lm):
         assert "stop" in batches[0].finish_reasons[0] and batches[0].lengths.min() < 12
 
 
+def test_empty_context_is_conditioned_on_the_prefix_token(lm, monkeypatch):
+    prefills = _count_prefills(monkeypatch)
+    out = lm.generate_until(_gen_requests([("", {"until": ["\n"], "max_gen_toks": 3}, 2)]))
+    assert len(out) == 2 and out[0] == out[1] and prefills == [1]
+
+
 def _direct_loglikelihood(lm, ctx_ids, cont_ids):
     ids = torch.tensor([ctx_ids + cont_ids], device=lm.model.device)
     with torch.no_grad():

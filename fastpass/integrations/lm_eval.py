@@ -126,10 +126,11 @@ class FastpassLM(TemplateLM):
             raise ValueError("FastpassLM needs pretrained=DIR_OR_ID (e.g. --model_args pretrained=/path/to/model)")
         if unused:
             log.warning("FastpassLM ignores model_args %s", sorted(unused))
-        if isinstance(pretrained, str) and (device is None or (str(device).startswith("cuda")
-                                                              and not torch.cuda.is_available())):
-            if device is not None:  # lm-eval's CLI defaults --device to cuda:0, also on CPU machines
-                log.warning("device=%s requested but CUDA is not available: running on cpu", device)
+        if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval's CLI defaults --device to cuda:0, also on machines without a GPU
+            log.warning("device=%s requested but CUDA is not available: running on cpu", device)
+            device = "cpu"
+        elif device is None and isinstance(pretrained, str):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._model, self.tokenizer = _load(pretrained, tokenizer, gguf_file, dtype, device,
                                             _as_bool(trust_remote_code), revision)
@@ -269,7 +270,8 @@ class FastpassLM(TemplateLM):
             if room <= 0:
                 raise ValueError(f"max_gen_toks={p['max_new_tokens']} leaves no room for the prompt in max_length="
                                  f"{self.max_length}: lower max_gen_toks")
-            prompts = [self.tok_encode(c, left_truncate_len=room) for c in contexts]
+            # an empty context is conditioned on BOS/EOS, as loglikelihood does
+            prompts = [self.tok_encode(c, left_truncate_len=room) or [self.prefix_token_id] for c in contexts]
             batch = self.sampler.sample(prompts, n=n, max_new_tokens=p["max_new_tokens"],
                                         temperature=p["temperature"], top_k=p["top_k"], top_p=p["top_p"],
                                         min_p=p["min_p"], seed=self.seed,
