@@ -227,6 +227,18 @@ def test_decode_triton_prefix_split_over_key_ranges(monkeypatch, window):
 
 
 @needs_triton
+def test_decode_triton_99_sequences_ragged():
+    ks = [40, 1, 58]
+    g = torch.Generator().manual_seed(12)
+    slens = torch.randint(1, 17, (99,), generator=g).tolist()
+    c = decode_case(ks, [70, 5, 33], slens, hq=2, hkv=1, d=16, seed=12)
+    ref = A.decode_attention(**c, scale=0.25, softcap=10.0, backend="reference")
+    got = A.decode_attention(**c, scale=0.25, softcap=10.0, backend="triton")
+    torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(ref.double(), decode_plain(c, 0.25, 10.0), atol=1e-5, rtol=1e-5)
+
+
+@needs_triton
 def test_decode_triton_without_prefix_storage():
     c = decode_case([3, 2], [0, 0], [1, 5, 9, 3, 2], lp_max=1, seed=8)
     c["prefix_k"], c["prefix_v"] = c["prefix_k"][:, :, :0], c["prefix_v"][:, :, :0]
