@@ -34,6 +34,7 @@ import torch
 from fastpass._backend import choose
 
 MAX_TILE = 4096
+_LOG2E = 1.4426950408889634
 _MASK32 = 0xFFFFFFFF
 _SALTS = tuple((0x9E3779B9 * (i + 1)) & _MASK32 for i in range(9))
 
@@ -234,17 +235,19 @@ def sample_reference(logits, inv_t, cutoff, seed, step, stream_ids, sample_ids,
     x[:, V:] = float("-inf")
     torch.mul(logits, torch.where(greedy, torch.ones_like(inv_t), inv_t)[:, None], out=x[:, :V])
     x = x.view(B, n_tiles, tile)
-    raw_max, raw_arg = x.max(dim=-1)              # greedy rows: x is the raw logits
+    raw_max = x.amax(dim=-1)
     if bool(torch.isnan(raw_max).any()) or bool(torch.isposinf(raw_max).any()):
         raise ValueError("logits contain NaN or +inf: fix the model output (mask with -inf, never NaN)")
-    first_max_tile = (raw_max == raw_max.amax(dim=-1, keepdim=True)).int().argmax(dim=-1)
-    greedy_tok = first_max_tile * tile + raw_arg.gather(1, first_max_tile[:, None])[:, 0]
+    # greedy rows see the raw logits (inv 1); a row of all -inf falls back to index 0 either way
+    greedy_tok = (x.view(B, -1).argmax(dim=-1) if bool(greedy.any())
+                  else torch.zeros(B, dtype=torch.int64, device=dev))
     if cutoff is not None:
         x.masked_fill_(x < cutoff[:, None, None], float("-inf"))
         m = x.amax(dim=-1)
     else:
         m = raw_max
-    e = x.sub_(torch.where(m == float("-inf"), 0.0, m)[..., None]).exp_()
+    # exp(d) as exp2(d * log2 e): 2-3x faster on CPU, and what tl.exp lowers to on GPU
+    e = x.sub_(torch.where(m == float("-inf"), 0.0, m)[..., None]).mul_(_LOG2E).exp2_()
     s = e.sum(dim=-1)
     M = m.amax(dim=-1, keepdim=True)
     w = torch.where(s > 0, s * torch.exp(m - torch.where(M == float("-inf"), 0.0, M)), 0.0)
