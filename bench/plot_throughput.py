@@ -182,7 +182,8 @@ def main(argv=None) -> None:
                     help="prompt length of the K sweep (default: middle of --prompt-lens)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--num-prompts", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=1, help="best of N timings per point")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="best of N timings per point (default 2 on cuda: the first call captures graphs, 1 on cpu)")
     ap.add_argument("--no-hf", action="store_true", help="fastpass only")
     ap.add_argument("--backend", default=None, help="force a fastpass tier (reference, triton, ...)")
     ap.add_argument("--out", type=Path, default=FIGURES / "throughput.png")
@@ -195,7 +196,7 @@ def main(argv=None) -> None:
     fixed_k = args.fixed_k or args.ks[len(args.ks) // 2]
     fixed_prompt = args.fixed_prompt or args.prompt_lens[len(args.prompt_lens) // 2]
     result = sweep(model, args.ks, args.prompt_lens, fixed_k, fixed_prompt, args.new_tokens, args.num_prompts,
-                   args.device, not args.no_hf, args.backend, args.reps)
+                   args.device, not args.no_hf, args.backend, args.reps or (2 if args.device == "cuda" else 1))
     from bench._common import env_info
 
     env = env_info(args.device)

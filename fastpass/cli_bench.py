@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 AREAS = ("e2e", "sampler", "attention", "regex", "passk")
-# baselines a bench adds only when their package is importable: (module, name in the table)
-OPTIONAL_BASELINES = {"e2e": [("vllm", "vLLM")], "sampler": [("flashinfer", "FlashInfer")],
-                      "attention": [("flashinfer", "FlashInfer")]}
+# baselines a bench adds only when their package is importable: (module, name in the table, pip name)
+OPTIONAL_BASELINES = {"e2e": [("vllm", "vLLM", "vllm")], "sampler": [("flashinfer", "FlashInfer", "flashinfer-python")],
+                      "attention": [("flashinfer", "FlashInfer", "flashinfer-python")]}
 
 
 def bench_dir() -> Path:
@@ -50,11 +50,11 @@ def missing_baselines(area: str, rows: list[dict]) -> list[str]:
     import importlib.util
 
     out = []
-    for module, name in OPTIONAL_BASELINES.get(area, []):
+    for module, name, pip_name in OPTIONAL_BASELINES.get(area, []):
         in_rows = any(name.lower() in str(r.get("baseline_name", "")).lower() + str(r.get("note", "")).lower()
                       for r in rows)
         if not in_rows and importlib.util.find_spec(module) is None:
-            out.append(f"{name}: not installed (pip install {module} to measure it as a baseline)")
+            out.append(f"{name}: not installed (pip install {pip_name} to measure it as a baseline)")
     return out
 
 

@@ -233,8 +233,8 @@ def test_simple_evaluate_by_registered_name(model_dir, tmp_path, offline):
 
     tasks = _write_tasks(tmp_path)
     res = lm_eval.simple_evaluate(model="fastpass", model_args=f"pretrained={model_dir},device=cpu,backend=reference",
-                                  tasks=["fp_gen", "fp_mc", "fp_ppl"], task_manager=TaskManager(include_path=str(tasks)),
-                                  log_samples=True)
+                                  tasks=["fp_gen", "fp_mc", "fp_ppl"], log_samples=True,
+                                  task_manager=TaskManager(include_path=str(tasks)))
     r = res["results"]
     assert 0.0 <= r["fp_mc"]["acc,none"] <= 1.0 and 0.0 <= r["fp_gen"]["exact_match,take_first"] <= 1.0
     assert 1.0 < r["fp_ppl"]["word_perplexity,none"] < float("inf")

@@ -264,7 +264,8 @@ class FastpassLM(TemplateLM):
         for (kkey, n), contexts in calls.items():
             gen_kwargs = args[members[(contexts[0], kkey)][0]][1]
             p = parse_gen_kwargs(gen_kwargs, self.max_gen_toks)
-            eos = self.tok_decode([self.eot_token_id], skip_special_tokens=False) if self.eot_token_id is not None else None
+            eot = self.eot_token_id
+            eos = None if eot is None else self.tok_decode([eot], skip_special_tokens=False)
             until = p["until"] + ([eos] if eos and eos not in p["until"] else [])
             room = self.max_length - p["max_new_tokens"]
             if room <= 0:
