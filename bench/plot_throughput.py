@@ -187,7 +187,15 @@ def main(argv=None) -> None:
     ap.add_argument("--no-hf", action="store_true", help="fastpass only")
     ap.add_argument("--backend", default=None, help="force a fastpass tier (reference, triton, ...)")
     ap.add_argument("--out", type=Path, default=FIGURES / "throughput.png")
+    ap.add_argument("--replot", type=Path, metavar="JSON", help="redraw a figure from a saved throughput.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        result = json.loads(args.replot.read_text())
+        env = result.get("env", {})
+        title = (f"{result.get('model', '?')} (random init, {result.get('dtype', '?')}) on {env.get('device', '?')}, "
+                 f"commit {env.get('commit', '?')}")
+        print(f"wrote {plot(result, args.out, title)}")
+        return
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("plot_throughput: --device cuda needs a visible CUDA GPU: use --device cpu")
     name = args.model or ("qwen2.5-1.5b" if args.device == "cuda" else "smollm2-135m")

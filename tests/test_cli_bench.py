@@ -98,6 +98,9 @@ def test_plot_throughput_runs_at_tiny_sizes_on_cpu(tmp_path):
     for p in data["vs_k"] + data["vs_prompt"]:
         assert p["fastpass_tok_s"] > 0 and p["hf_tok_s"] > 0
     assert data["model"] == "tiny" and data["env"]["torch"]
+    again = tmp_path / "again.png"
+    plot_throughput.main(["--replot", str(out.with_suffix(".json")), "--out", str(again)])
+    assert again.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_absent_optional_baselines_are_named(monkeypatch):
