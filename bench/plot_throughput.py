@@ -4,6 +4,7 @@ fastpass (``fp.Sampler``: prompt prefilled once, KV shared by its K samples) and
 
     python -m bench.plot_throughput --device cuda                       # Qwen2.5-1.5B shape, bf16
     python -m bench.plot_throughput --model tiny --ks 2,4 --prompt-lens 8,16 --new-tokens 4   # CPU smoke
+    python -m bench.plot_throughput --replot bench/figures/throughput.json   # redraw, no measuring
 
 Random-init weights with EOS disabled, so both engines generate exactly ``new_tokens`` per
 sample; tokens/s = prompts x K x new_tokens / wall time of the whole call (prefill included).
