@@ -141,10 +141,14 @@ def _check_args(logits, temperature, top_k, top_p, min_p):
 
 def _inv_temperature(temperature, batch: int, device) -> torch.Tensor | float:
     """1/T in float32 (0 marks a greedy row); a python float stays a scalar."""
+    # a temperature so small that 1/T overflows float32 is greedy, as its limit is
     if isinstance(temperature, torch.Tensor):
         t = temperature.to(torch.float32)
-        return torch.where(t > 0, 1.0 / t, torch.zeros_like(t))
-    return 0.0 if temperature == 0 else float(np.float32(1.0 / temperature))
+        inv = 1.0 / t
+        return torch.where((t > 0) & torch.isfinite(inv), inv, torch.zeros_like(t))
+    with np.errstate(over="ignore"):
+        inv = np.float32(1.0 / temperature) if temperature > 0 else np.float32(0.0)
+    return float(inv) if np.isfinite(inv) else 0.0
 
 
 # --------------------------------------------------------------------------- exact filters

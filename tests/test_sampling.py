@@ -162,7 +162,7 @@ def test_chi_square_public_op_default_tile():
     """V=5000 (tiles of 4096 and a partial one), through sample(); also sample_ids vary."""
     g = torch.Generator().manual_seed(5)
     row = torch.randn(5000, generator=g) * 4
-    n = 20_000
+    n = 12_000
     logits = row.expand(n, -1).contiguous()
     ids = torch.arange(n)
     tok = S.sample(logits, temperature=0.9, min_p=0.01, seed=9, stream_ids=ids % 7, sample_ids=ids // 7)
@@ -195,6 +195,9 @@ def test_greedy_first_index_on_ties_and_per_row_temperature():
     assert tok[0] == 3 and tok[2] == 7 and tok[4] == logits[4].argmax()
     assert torch.equal(S.sample(logits, temperature=0.0), logits.argmax(dim=-1))
     assert torch.equal(S.sample(logits, top_k=1, seed=8), logits.argmax(dim=-1))
+    # a temperature whose inverse overflows float32 is the greedy limit, not inf * logits
+    assert torch.equal(S.sample(logits, temperature=1e-300), logits.argmax(dim=-1))
+    assert torch.equal(S.sample(logits, temperature=torch.full((6,), 1e-45)), logits.argmax(dim=-1))
 
 
 # ----------------------------------------------------------------------------- keys
