@@ -11,3 +11,4 @@ __version__ = "0.1.0"
 from fastpass.engine import SampleBatch, Sampler, generate
 from fastpass import sampling
 from fastpass import attention
+from fastpass.screen import ScreenReport, screen

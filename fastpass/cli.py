@@ -11,6 +11,7 @@ import sys
 SUBCOMMANDS = [
     "fastpass.cli_simulate",
     "fastpass.cli_bench",
+    "fastpass.cli_screen",
 ]
 
 

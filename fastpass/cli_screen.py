@@ -1,0 +1,90 @@
+"""`fastpass screen`: screen a model on a problem file (or the embedded default) and write
+samples.jsonl, report.json, report.md and passk.png."""
+from __future__ import annotations
+
+import sys
+
+DEFAULT_OUT = "fastpass-screen"
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--k takes comma-separated integers like 1,4,16, got {text!r}") from None
+    if not ks:
+        raise ValueError(f"--k takes comma-separated integers like 1,4,16, got {text!r}")
+    return ks
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "screen", help="pass@K screen of a model: curve, elicitation gap, predicted post-RL pass@1, GO/SKIP",
+        description="Samples n completions per problem with fastpass's shared-prefix sampler, grades them, "
+                    "and writes samples.jsonl, report.json, report.md and passk.png. With no --model and "
+                    "no --data it screens the embedded SmolLM2-135M-Instruct on a generated problem set.")
+    p.add_argument("--model", help="local model folder or cached hub id (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--gguf", metavar="FILE", help="GGUF file inside --model's folder")
+    p.add_argument("--data", metavar="FILE.jsonl", help="problems, one JSON object per line (default: embedded set)")
+    p.add_argument("--preset", choices=["r1", "gsm8k", "boxed", "math", "default"],
+                   help="template + grading rule (default: guessed from the data; 'default' for the embedded set)")
+    p.add_argument("--question-field", metavar="F")
+    p.add_argument("--answer-field", metavar="F")
+    p.add_argument("--pattern", metavar="REGEX", help="answer regex with one capture group (default: the preset's)")
+    p.add_argument("--limit", type=int, metavar="N", help="screen only the first N problems")
+    p.add_argument("-n", "--n-samples", type=int, dest="n", help="samples per problem (default 128; 16 for the "
+                   "embedded default)")
+    p.add_argument("--k", type=_ks, dest="ks", metavar="K1,K2,...", help="k values to report (default 1,4,16,64,128 "
+                   "up to n)")
+    p.add_argument("--max-new-tokens", type=int, help="default 512 (16 for the embedded default)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gamma", type=float, default=0.7, help="share of the gap RL closes (planning value 0.7)")
+    p.add_argument("--k-train", type=int, default=64, help="K of the RL run's group size, for the prediction")
+    p.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished problems")
+    p.add_argument("--save-completions", action="store_true", help="keep every completion in samples.jsonl")
+    p.add_argument("--no-chat-template", action="store_true", help="plain-text prompts even if the tokenizer "
+                   "has a chat template")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="default: bfloat16 on GPU, float32 on CPU")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from fastpass.screen.default_set import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N
+    from fastpass.screen.loading import load_model, resolve_device
+    from fastpass.screen.pipeline import DEFAULT_KS, check_settings
+    from fastpass.screen.problems import read_jsonl
+
+    embedded_set = args.data is None
+    n = args.n if args.n is not None else (DEFAULT_N if embedded_set else 128)
+    max_new = args.max_new_tokens if args.max_new_tokens is not None else (
+        DEFAULT_MAX_NEW_TOKENS if embedded_set else 512)
+    ks = args.ks if args.ks is not None else DEFAULT_KS
+    # cheap checks first: a bad flag or file fails before the model loads
+    check_settings(n, ks, args.temperature, args.top_p, args.top_k, args.min_p, max_new)
+    if args.data is not None:
+        read_jsonl(args.data)
+    resolve_device(args.device)
+    from fastpass.screen.pipeline import screen
+
+    model, tokenizer, name = load_model(args.model, args.gguf, args.dtype, args.device)
+    rep = screen(model, tokenizer, args.data, n_samples=n, ks=ks, pattern=args.pattern, max_new_tokens=max_new,
+                 seed=args.seed, out_dir=args.out, resume=args.resume, progress=not args.no_progress,
+                 preset=args.preset, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                 min_p=args.min_p, chat_template=not args.no_chat_template,
+                 save_completions=args.save_completions, question_field=args.question_field,
+                 answer_field=args.answer_field, limit=args.limit, gamma=args.gamma, K_train=args.k_train,
+                 model_name=name)
+    v = rep.verdict
+    print(f"{v.decision}: pass@1 {v.pass1:.3f} -> predicted {v.expected_pass1:.3f} after RL "
+          f"(gamma {rep.prediction.gamma}, gap pass@{v.kmax} - pass@1 = {v.gap:.3f}); "
+          f"{len(rep.ids)} problems x n={int(rep.n.min())}; "
+          f"{rep.throughput.get('tokens_per_s', 0):.0f} tok/s. Reports in {args.out}/", file=sys.stdout)
+    return 0

