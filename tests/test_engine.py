@@ -68,7 +68,8 @@ def test_finish_reasons_lengths_and_padding():
     sampler = fp.Sampler(model)
     probe = sampler.sample([[3, 4, 5]], n=16, max_new_tokens=6, temperature=1.0, seed=0)
     eos = probe.tokens[0][0][2]  # a token that sample 0 draws at step 2
-    batch = sampler.sample([[3, 4, 5]], n=16, max_new_tokens=6, temperature=1.0, seed=0, eos_token_id=eos)
+    batch, padded = sampler.sample_padded([[3, 4, 5]], n=16, max_new_tokens=6, temperature=1.0, seed=0,
+                                          eos_token_id=eos)
     reasons = batch.finish_reasons[0]
     assert reasons[0] == "eos" and batch.tokens[0][0] == probe.tokens[0][0][:3]
     for toks, reason, length, full in zip(batch.tokens[0], reasons, batch.lengths[0], probe.tokens[0]):
@@ -79,9 +80,8 @@ def test_finish_reasons_lengths_and_padding():
         else:
             assert reason == "length" and length == 6 and eos not in toks
     assert batch.num_tokens == int(batch.lengths.sum())
-    padded = sampler._last_padded[0]
     for j, length in enumerate(batch.lengths[0]):
-        assert (padded[j, length:] == model.generation_config.pad_token_id).all()
+        assert (padded[0, j, length:] == model.generation_config.pad_token_id).all()
 
 
 def test_compaction_gives_identical_samples():

@@ -50,11 +50,10 @@ def generate(model, input_ids, attention_mask=None, num_return_sequences: int = 
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()).item())
     prompts = _prompts_from_batch(input_ids.cpu(), attention_mask.cpu())
-    sampler = Sampler(model)
-    batch = sampler.sample(prompts, n=num_return_sequences, max_new_tokens=max_new_tokens,
-                           temperature=temperature if do_sample else 0.0, top_k=top_k, top_p=top_p, min_p=min_p,
-                           seed=seed, eos_token_id=eos_token_id)
-    padded = sampler._last_padded  # [B, K, max_new], pad after each end
+    batch, padded = Sampler(model).sample_padded(
+        prompts, n=num_return_sequences, max_new_tokens=max_new_tokens,
+        temperature=temperature if do_sample else 0.0, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed,
+        eos_token_id=eos_token_id)
     new = int(batch.lengths.max())
     b, k = padded.shape[:2]
     out = torch.cat([input_ids.cpu().repeat_interleave(k, 0), padded[:, :, :new].reshape(b * k, new)], 1)

@@ -85,12 +85,15 @@ def run_chunks(adapter, chunks: list[list[ChunkItem]], num_prompts: int, n: int,
     queue = deque(chunks)
     while queue:
         chunk = queue.popleft()
+        res = None
         try:
             res = ChunkDecoder(adapter, chunk, params).run()
         except torch.cuda.OutOfMemoryError:
             if sum(it.count for it in chunk) <= 1:
                 raise
-            torch.cuda.empty_cache()
+        if res is None:  # out of memory: the failed chunk's tensors are released once the except ends
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             queue.extendleft(reversed(_split(chunk)))
             stats["oom_splits"] += 1
             continue

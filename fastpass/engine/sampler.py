@@ -140,6 +140,15 @@ class Sampler:
     def sample(self, prompts, n: int, max_new_tokens: int = 256, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, min_p: float = 0.0, seed: int = 0, stream_ids=None, stop=None,
                eos_token_id=None, pad_token_id=None, on_chunk=None) -> SampleBatch:
+        """n samples of each prompt; see the class doc. ``eos_token_id`` / ``pad_token_id`` override
+        the model's generation config; ``on_chunk(items)`` is called after each finished chunk."""
+        batch, _padded = self.sample_padded(prompts, n, max_new_tokens, temperature, top_k, top_p, min_p, seed,
+                                            stream_ids, stop, eos_token_id, pad_token_id, on_chunk)
+        return batch
+
+    def sample_padded(self, prompts, n, max_new_tokens=256, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0,
+                      seed=0, stream_ids=None, stop=None, eos_token_id=None, pad_token_id=None, on_chunk=None):
+        """Like :meth:`sample`, also returning the tokens as int64 [P, n, max_new_tokens], pad after each end."""
         check_sampling_args(n, max_new_tokens, temperature, top_k, top_p, min_p)
         _check_number("seed", seed, 0, None, integer=True)
         ids = self._encode(prompts)
@@ -171,9 +180,8 @@ class Sampler:
                                  budget=memory_budget(self.adapter), max_rows=self.max_rows)
             tokens, lengths, reasons, stats = run_chunks(self.adapter, chunks, len(ids), n, params, on_chunk)
         self.last_stats = stats
-        self._last_padded = tokens
         lengths_np = lengths.numpy()
         toks = tokens.tolist()
         out = [[toks[i][j][:lengths_np[i, j]] for j in range(n)] for i in range(len(ids))]
         names = [[REASON_NAMES[r] for r in row] for row in reasons.tolist()]
-        return SampleBatch(out, lengths_np.astype(np.int64), names, self.tokenizer, stats)
+        return SampleBatch(out, lengths_np.astype(np.int64), names, self.tokenizer, stats), tokens
