@@ -154,9 +154,11 @@ class _Compiler:
         if name in _UNSUPPORTED:
             raise UnsupportedPattern(f"{_UNSUPPORTED[name]} is not supported by fastpass.regex")
         if name in ("ASSERT", "ASSERT_NOT"):
-            kind = "lookbehind" if av[0] < 0 else "lookahead"
-            raise UnsupportedPattern(f"{kind} ({'negative ' if name == 'ASSERT_NOT' else ''}"
-                                     f"{kind}) is not supported by fastpass.regex")
+            neg = name == "ASSERT_NOT"
+            kind, syntax = ("lookbehind", "(?<!...)" if neg else "(?<=...)") if av[0] < 0 else \
+                ("lookahead", "(?!...)" if neg else "(?=...)")
+            raise UnsupportedPattern(f"{'negative ' if neg else ''}{kind} {syntax} is not "
+                                     "supported by fastpass.regex")
         if name == "LITERAL":
             if flags & _I:
                 self.consume_set(_esc(av), flags)

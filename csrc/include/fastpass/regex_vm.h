@@ -251,6 +251,18 @@ FASTPASS_HD FASTPASS_INLINE void vm_step(const Prog& P, int32_t* st, int32_t c0,
     }
     if (c0 != kEnd && accepts(P, ins, c0)) vm_add(P, st, nxt, pcs[i] + 1, slots + i * s, x1);
   }
+  // A match reached by this step is recorded now rather than at the next step (same result:
+  // it would cut the same lower-priority threads), so a stream is final right after it.
+  const int32_t* npcs = st + L.pcs(nxt);
+  const int32_t* nslots = st + L.slots(nxt);
+  for (int32_t i = 0; i < st[H_N0 + nxt]; ++i) {
+    if (P.instr[4 * npcs[i]] == MATCH) {
+      for (int32_t k = 0; k < s; ++k) st[L.match() + k] = nslots[i * s + k];
+      st[H_STATUS] |= 1;
+      st[H_N0 + nxt] = i;
+      break;
+    }
+  }
   st[H_CUR] = nxt;
   st[H_PREV] = c0;
   if ((st[H_STATUS] & 1) && st[H_N0 + nxt] == 0) st[H_STATUS] |= 2;

