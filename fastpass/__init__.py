@@ -12,3 +12,5 @@ from fastpass.engine import SampleBatch, Sampler, generate
 from fastpass import sampling
 from fastpass import attention
 from fastpass.screen import ScreenReport, screen
+from fastpass import regex
+from fastpass.grading import BOXED, GSM8K_ANSWER, LAST_NUMBER, R1_ANSWER, grade
