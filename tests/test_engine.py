@@ -212,6 +212,9 @@ def test_stop_with_fastpass_regex():
         m = re.search("[a-z][a-z]", full)
         assert full.startswith(text)
         assert (reason == "stop") == (m is not None and m.end() <= 10)
+        if reason == "stop":
+            assert m.end() == len(text)  # stops right at the token completing the match
+    assert "stop" in stopped.finish_reasons[0] and "length" in stopped.finish_reasons[0]
 
 
 def test_refusals_and_errors():
