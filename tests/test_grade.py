@@ -1,0 +1,143 @@
+"""fp.grade: normalisers on edge cases, presets, kernel grading == host reference."""
+import random
+import re
+
+import pytest
+import torch
+
+import fastpass as fp
+from fastpass import _backend
+from fastpass.grading import grade_text, last_boxed, math_key, numeric_key
+from fastpass.regex.tokens import from_bytes
+
+NATIVE = _backend.has_native() and hasattr(_backend.native(), "regex_batch_cpu")
+TIERS = ["reference"] + (["cpu"] if NATIVE else [])
+BYTE_TABLE = from_bytes([bytes([b]) for b in range(256)])
+
+
+@pytest.mark.parametrize("a,b,equal", [
+    ("42", "42.0", True), ("1,000", "1000", True), ("$1,000.", "1000", True), ("-0", "0", True),
+    ("0.50", ".5", True), ("+3", "3", True), ("007", "7", True), (" 42 ", "42", True),
+    ("42", "43", False), ("-1", "1", False), ("4 2", "42", False), ("abc", "abc", True),
+    ("1.5.", "1.5", True), ("1e3", "1000", False), ("\u300042\u3000", "42", True), (".", "0", False),
+])
+def test_numeric_key(a, b, equal):
+    assert (numeric_key(a) == numeric_key(b)) is equal
+
+
+def test_last_boxed_scanner():
+    assert last_boxed(r"\boxed{1} then \boxed{\frac{1}{2}}") == r"\frac{1}{2}"
+    assert last_boxed(r"\boxed{7} and \boxed{unclosed") == "7"
+    assert last_boxed(r"\boxed{a{b}c}") == "a{b}c"
+    assert last_boxed("no box") is None
+    assert last_boxed(r"\boxed{}") == ""
+
+
+@pytest.mark.parametrize("a,b", [(r"\frac{1}{2}", "0.5"), (r"\dfrac12", "1/2"), (r"90^\circ", "90"),
+                                 (r"10\text{ cm}", "10"), (r"\left(3\right)", "(3)"), ("$5$", "5"),
+                                 (r"\boxed{12}", "12"), ("1,234", "1234")])
+def test_math_key_equal(a, b):
+    assert math_key(a) == math_key(b)
+
+
+def test_math_key_different():
+    assert math_key(r"\frac{1}{3}") != math_key("0.33")
+    assert not grade_text("x+1", "x+2", "math")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_r1_preset_is_the_seed_rule(tier):
+    comps = ["<answer> 42 </answer>", "<answer>41</answer>", "no tags", "<answer>\n42\n</answer><answer>7</answer>",
+             "<answer>42</answer", "<answer>４２</answer>", "<answer>\u300042</answer>"]
+    golds = ["42"] * len(comps)
+    seed = [bool((m := re.search(r"<answer>(.*?)</answer>", c, re.DOTALL)) and m.group(1).strip() == g)
+            for c, g in zip(comps, golds)]
+    got = fp.grade(comps, golds, backend=tier)
+    assert got.dtype == torch.bool and got.tolist() == seed
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_presets(tier):
+    gsm = ["so #### 1,000", "The answer is $72.", "#### -3.50", "nothing here", "#### 5 and The answer is 6"]
+    assert fp.grade(gsm, ["1000", "72", "-3.5", "1", "6"], fp.GSM8K_ANSWER, backend=tier).tolist() == \
+        [True, True, True, False, False]
+    boxed = [r"so \boxed{\frac{1}{2}}", r"\boxed{3} wait \boxed{ 4 }", r"\boxed{5", "5"]
+    assert fp.grade(boxed, [r"\frac{1}{2}", "4", "5", "5"], fp.BOXED, backend=tier).tolist() == \
+        [True, True, False, False]
+    last = ["1 then 2, finally 3,000.", "-7", "x", "1.5 and 2.50"]
+    assert fp.grade(last, ["3000", "-7", "0", "2.5"], fp.LAST_NUMBER, backend=tier).tolist() == \
+        [True, True, False, True]
+    assert fp.grade([r"<answer>\frac{2}{4}</answer>"], ["0.5"], normalize="math", backend=tier).tolist() == [True]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_occurrence_and_overrides(tier):
+    comps = ["<answer>1</answer> <answer>2</answer>"]
+    assert fp.grade(comps, ["1"], backend=tier).tolist() == [True]
+    assert fp.grade(comps, ["2"], occurrence="last", backend=tier).tolist() == [True]
+    assert fp.grade(["a=5"], ["a=5"], pattern=r"(\w)=(\d)", group=0, normalize="exact", backend=tier).tolist() == [True]
+    assert fp.grade(["k: 5"], ["5"], pattern=fp.regex.compile(r"K: (\d)", re.I), backend=tier).tolist() == [True]
+
+
+WS = [" ", "\t", "\n", "\u3000", "\x1c", "\xa0", "\u200b"]  # \u200b is not whitespace in Python
+PIECES = ["42", "4", "2", ".", ",", "$", "-", "0", "é", "x", r"\boxed{", "}", "{"] + WS
+
+
+def _random_answer(rng):
+    return "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 7)))
+
+
+@pytest.mark.parametrize("normalize", ["exact", "strip", "numeric", "boxed"])
+def test_kernel_grading_equals_reference(normalize):
+    rng = random.Random(normalize)
+    inner = [_random_answer(rng) for _ in range(300)]
+    golds = [rng.choice([a, _random_answer(rng), "42", "0", r"4"]) for a in inner]
+    answers = inner if normalize != "boxed" else \
+        [rng.choice(["", "x ", _random_answer(rng)]) + "\\boxed{" + a + "}" + rng.choice(["", "}", "{"])
+         for a in inner]
+    comps = [f"<answer>{a}</answer>" for a in answers]
+    want = [grade_text(a, g, normalize) for a, g in zip(answers, golds)]
+    assert sum(want) >= 20  # the generator makes enough equal pairs to be a real test
+    for tier in TIERS:
+        assert fp.grade(comps, golds, normalize=normalize, backend=tier).tolist() == want, tier
+    ids = [torch.tensor(list(c.encode())) for c in comps]
+    width = max(len(i) for i in ids)
+    padded = torch.stack([torch.nn.functional.pad(i, (0, width - len(i)), value=-1) for i in ids])
+    for tier in TIERS:
+        got = fp.grade(padded, golds, normalize=normalize, token_bytes=BYTE_TABLE, backend=tier)
+        assert got.tolist() == want, tier
+
+
+def test_long_numeric_candidate_is_decided_on_host():
+    big = "1" * 400
+    comps = [f"<answer>{big}.000</answer>", f"<answer>{big}1</answer>"]
+    for tier in TIERS:
+        assert fp.grade(comps, [big, big], normalize="numeric", backend=tier).tolist() == [True, False]
+
+
+def test_grade_input_errors():
+    with pytest.raises(ValueError, match="one gold per completion"):
+        fp.grade(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="normalize"):
+        fp.grade(["a"], ["a"], normalize="fuzzy")
+    with pytest.raises(ValueError, match="group 2"):
+        fp.grade(["a"], ["a"], group=2)
+    with pytest.raises(fp.regex.UnsupportedPattern, match="backreference"):
+        fp.grade(["aa"], ["a"], pattern=r"(a)\1")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("normalize", ["exact", "strip", "numeric", "boxed"])
+def test_gpu_grading_equals_cpu(normalize):
+    rng = random.Random(normalize + "gpu")
+    answers = [_random_answer(rng) for _ in range(500)]
+    golds = [rng.choice([a, "42", "0"]) for a in answers]
+    comps = [f"pre <answer>{a}</answer> post" for a in answers]
+    cpu = fp.grade(comps, golds, normalize=normalize, backend="cpu")
+    ids = torch.full((len(comps), max(len(c.encode()) for c in comps)), -1, dtype=torch.int64)
+    for i, c in enumerate(comps):
+        ids[i, :len(c.encode())] = torch.tensor(list(c.encode()))
+    gpu = fp.grade(ids.cuda(), golds, normalize=normalize, token_bytes=BYTE_TABLE.to("cuda"), backend="cuda")
+    assert gpu.is_cuda and torch.equal(gpu.cpu(), cpu)
+    gpu_text = fp.grade(comps, golds, normalize=normalize, device="cuda", backend="cuda")
+    assert torch.equal(gpu_text.cpu(), cpu)
