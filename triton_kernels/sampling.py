@@ -209,3 +209,66 @@ def _uniforms_kernel(out_ptr, seed_ptr, stream_ptr, sample_ptr, step_ptr, n, cou
     step = tl.load(step_ptr + i, mask=ok, other=0)
     u = _keyed_uniform(seed, stream, sample, step, counter)
     tl.store(out_ptr + i, u, mask=ok)
+
+
+@triton.jit
+def _order_key(x):
+    """float32 -> int32 with the same order (for non-NaN x)."""
+    b = x.to(tl.int32, bitcast=True)
+    return tl.where(b < 0, b ^ 0x7FFFFFFF, b)
+
+
+@triton.jit
+def _key_value(k):
+    """Inverse of _order_key: the float32 whose key is k."""
+    k = k.to(tl.int32)
+    return tl.where(k < 0, k ^ 0x7FFFFFFF, k).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _top_p_cutoff_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, top_p, out_ptr,
+                         HAS_LO: tl.constexpr, TILE: tl.constexpr, SPLITS: tl.constexpr):
+    """Exact top-p cutoff of one row, without sorting: HF keeps a token iff the mass of the tokens
+    above it is < top_p of the total (after top-k, given as a lower cutoff). On the order-
+    preserving integer keys of x, the kept set is {key >= s*}, s* the smallest s whose mass
+    strictly above is < top_p * Z; a SPLITS-ary search finds s* in ceil(32 / log2(SPLITS + 1))
+    passes over the row, each evaluating the mass above SPLITS thresholds."""
+    row = tl.program_id(0)
+    inv_t = tl.load(inv_t_ptr + row)
+    base = logits_ptr + row.to(tl.int64) * stride_row
+    if HAS_LO:
+        lo_cut = tl.load(lo_cut_ptr + row)
+    else:
+        lo_cut = float("-inf")
+    # pass 0: row max M and mass Z = sum exp(x - M) over x >= lo_cut, online
+    m = float("-inf")
+    z = 0.0
+    for start in range(0, V, TILE):
+        offs = start + tl.arange(0, TILE)
+        x = tl.load(base + offs, mask=offs < V, other=float("-inf")).to(tl.float32)
+        x = tl.where(x == x, x, float("-inf"))
+        x = tl.minimum(x, _FLT_MAX) * inv_t
+        x = tl.where(x >= lo_cut, x, float("-inf"))
+        m_new = tl.maximum(m, tl.max(x, axis=0))
+        z = z * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
+        m = m_new
+    target = top_p * z
+    # invariant: mass above lo >= target > mass above hi; the answer is in (lo, hi]
+    lo = _order_key(lo_cut).to(tl.int64) - 1
+    hi = _order_key(m).to(tl.int64)
+    j = tl.arange(0, SPLITS).to(tl.int64) + 1
+    while hi - lo > 1:
+        s = lo + ((hi - lo) * j) // (SPLITS + 1)
+        above = tl.zeros([SPLITS], dtype=tl.float32)
+        for start in range(0, V, TILE):
+            offs = start + tl.arange(0, TILE)
+            x = tl.load(base + offs, mask=offs < V, other=float("-inf")).to(tl.float32)
+            x = tl.where(x == x, x, float("-inf"))
+            x = tl.minimum(x, _FLT_MAX) * inv_t
+            e = tl.where(x >= lo_cut, tl.exp(x - m), 0.0)
+            key = _order_key(x).to(tl.int64)
+            above += tl.sum(tl.where(key[:, None] > s[None, :], e[:, None], 0.0), axis=0)
+        ok = above < target                       # non-increasing in j
+        hi = tl.minimum(hi, tl.min(tl.where(ok, s, hi), axis=0))
+        lo = tl.maximum(lo, tl.max(tl.where(ok, lo, s), axis=0))
+    tl.store(out_ptr + row, _key_value(hi))
