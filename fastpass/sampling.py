@@ -12,10 +12,11 @@ summation order at a bin edge). ``seed`` and ``step`` may be 0-d device tensors,
 graph stays random when the caller bumps ``step`` in place; the GPU path never syncs with the host.
 
 Filters follow Hugging Face ``generate`` (order temperature -> top_k -> top_p -> min_p) and are
-exact: each becomes a per-row cutoff on x (keep x >= cutoff). top-k uses ``torch.topk``. top-p:
-on GPU a search over thresholds in Triton for B >= 128 rows, else a full sort (no host sync
-either way); on CPU the row's top 256 (then 4096) values when they hold mass >= top_p, with
-float64 masses, else the sort. min-p is x >= max(x) + log(min_p). Ties at a cutoff are all kept (HF drops part of a tie at the top-p
+exact: each becomes a per-row cutoff on x (keep x >= cutoff). On GPU with B >= 128 rows, top-k
+and top-p are found by a search over thresholds in Triton, else by torch.topk / a full sort (no
+host sync either way). On CPU top-k uses torch.topk, and top-p the row's top 256 (then 4096)
+values when they hold mass >= top_p, with float64 masses, else the sort. min-p is
+x >= max(x) + log(min_p). Ties at a cutoff are all kept (HF drops part of a tie at the top-p
 edge by sort position). x is logits * float32(1/T), where HF divides by T (1 ulp apart).
 Each uniform carries 24 random bits: a tile or token is drawn with its exact probability
 rounded to 2^-24 of its tile's (or row's) mass, the resolution of float32 sampling.
@@ -34,9 +35,10 @@ import torch
 from fastpass._backend import choose
 
 MAX_TILE = 4096
-# GPU top-p: the threshold search runs one program per row (latency ~ fixed up to a wave of rows),
-# the sort scales with B*V (5.2 ms at [512, 151936] bf16 on H100); crossover estimated, not measured
-_TOP_P_SEARCH_MIN_ROWS = 128
+# GPU top-k / top-p: the threshold search runs one program per row (latency ~ fixed up to a wave
+# of rows); torch.sort / topk scale with B*V (5.2 / 0.85 ms at [512, 151936] bf16 on H100).
+# The crossover is estimated, not measured.
+_SEARCH_MIN_ROWS = 128
 _LOG2E = 1.4426950408889634
 _MASK32 = 0xFFFFFFFF
 _SALTS = tuple((0x9E3779B9 * (i + 1)) & _MASK32 for i in range(9))
@@ -177,11 +179,13 @@ def filter_cutoffs(logits, inv_t, top_k: int = 0, top_p: float = 1.0,
     if p_on:
         if logits.device.type == "cpu":
             top_p_cut = _top_p_cutoff_candidates
-        elif logits.device.type == "cuda" and B >= _TOP_P_SEARCH_MIN_ROWS:
+        elif logits.device.type == "cuda" and B >= _SEARCH_MIN_ROWS:
             top_p_cut = _top_p_cutoff_triton
         else:
             top_p_cut = _top_p_cutoff_sorted
         cut = torch.maximum(cut, top_p_cut(clean, inv, top_k if k_on else 0, top_p))
+    elif k_on and logits.device.type == "cuda" and B >= _SEARCH_MIN_ROWS:
+        cut = torch.maximum(cut, _top_k_cutoff_triton(clean, inv, top_k))
     elif k_on:
         kth = clean.topk(top_k, dim=-1, sorted=False).values.amin(dim=-1)
         cut = torch.maximum(cut, kth.float() * inv[:, 0])
@@ -203,18 +207,29 @@ def _top_p_cutoff_sorted(clean, inv, top_k: int, top_p: float) -> torch.Tensor:
     return xs.gather(1, n_removed[:, None])[:, 0]
 
 
-def _top_p_cutoff_triton(clean, inv, top_k: int, top_p: float) -> torch.Tensor:
-    """The same cutoff by a search over thresholds in Triton (no sort, no host sync)."""
+def _threshold_search(clean, inv, limit: float, count: bool, lo=None) -> torch.Tensor:
     from fastpass.triton_kernels import sampling as k
 
     B, V = clean.shape
     if clean.stride(1) != 1:
         clean = clean.contiguous()
     out = torch.empty(B, dtype=torch.float32, device=clean.device)
-    lo = clean.topk(top_k, dim=-1, sorted=False).values.amin(dim=-1).float() * inv[:, 0] if top_k else out
-    k._top_p_cutoff_kernel[(B,)](clean, clean.stride(0), V, inv[:, 0].contiguous(), lo, float(top_p), out,
-                                 HAS_LO=bool(top_k), TILE=1024, SPLITS=16, num_warps=8)
+    k._threshold_search_kernel[(B,)](clean, clean.stride(0), V, inv[:, 0].contiguous(),
+                                     out if lo is None else lo, float(limit), out,
+                                     HAS_LO=lo is not None, COUNT=count, TILE=1024, SPLITS=16,
+                                     num_warps=8)
     return out
+
+
+def _top_k_cutoff_triton(clean, inv, top_k: int) -> torch.Tensor:
+    """HF's top-k cutoff (the k-th largest x) by a search over thresholds in Triton."""
+    return _threshold_search(clean, inv, top_k, count=True)
+
+
+def _top_p_cutoff_triton(clean, inv, top_k: int, top_p: float) -> torch.Tensor:
+    """The same cutoff as _top_p_cutoff_sorted by a search over thresholds in Triton."""
+    lo = _top_k_cutoff_triton(clean, inv, top_k) if top_k else None
+    return _threshold_search(clean, inv, top_p, count=False, lo=lo)
 
 
 def _top_p_cutoff_candidates(clean, inv, top_k: int, top_p: float, n_cand: int = 256) -> torch.Tensor:

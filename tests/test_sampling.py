@@ -140,7 +140,7 @@ def test_top_p_candidate_path_equals_full_sort(dtype):
 
 @needs_triton
 def test_top_p_threshold_search_kernel_equals_full_sort():
-    """The GPU top-p path (a 16-ary search over order keys, Triton) under the interpreter."""
+    """The GPU top-k / top-p path (a 16-ary search over order keys, Triton) under the interpreter."""
     g = torch.Generator().manual_seed(9)
     scale = torch.tensor([0.2, 3.0, 8.0])[:, None]
     for dtype in (torch.float32, torch.bfloat16):
@@ -148,6 +148,9 @@ def test_top_p_threshold_search_kernel_equals_full_sort():
         logits[0, 7] = float("nan")                         # NaN counts as -inf
         clean = logits.nan_to_num(nan=float("-inf"))
         inv = torch.full((3, 1), 1 / 0.7)
+        for top_k in (1, 40, 2499):
+            want = clean.topk(top_k, dim=-1).values[:, -1].float() * inv[:, 0]
+            assert torch.equal(S._top_k_cutoff_triton(clean, inv, top_k), want), (dtype, top_k)
         for top_k, top_p in ((0, 0.9), (40, 0.5), (0, 0.999)):
             want = S._top_p_cutoff_sorted(clean, inv, top_k, top_p)
             given = clean if top_k else logits              # filter_cutoffs gives it `clean`
@@ -346,9 +349,11 @@ common = dict(logits_ptr="*bf16", stride_row="i32", V="i32", n_tiles="i32", inv_
               inv_t_val="fp32", cutoff_ptr="*fp32", max_ptr="*fp32", sum_ptr="*fp32", arg_ptr="*i32")
 build(K._tile_stats_kernel, common, dict(TILE=4096, INV_T_PTR=True, HAS_CUTOFF=True, HAS_GREEDY=True))
 build(K._tile_stats_kernel, common, dict(TILE=4096, INV_T_PTR=False, HAS_CUTOFF=False, HAS_GREEDY=False))
-build(K._top_p_cutoff_kernel, dict(logits_ptr="*bf16", stride_row="i32", V="i32", inv_t_ptr="*fp32",
-                                   lo_cut_ptr="*fp32", top_p="fp32", out_ptr="*fp32"),
-      dict(HAS_LO=True, TILE=1024, SPLITS=16))
+for count in (False, True):
+    build(K._threshold_search_kernel, dict(logits_ptr="*bf16", stride_row="i32", V="i32",
+                                           inv_t_ptr="*fp32", lo_cut_ptr="*fp32", limit="fp32",
+                                           out_ptr="*fp32"),
+          dict(HAS_LO=not count, COUNT=count, TILE=1024, SPLITS=16))
 build(K._select_kernel, dict(common, out_ptr="*i64", seed_ptr="*i64", seed_val="i64", step_ptr="*i64",
                              step_val="i64", stream_ptr="*i64", sample_ptr="*i64"),
       dict(TILE=4096, NT=64, INV_T_PTR=True, HAS_CUTOFF=True, HAS_GREEDY=True, SEED_PTR=True, STEP_PTR=False,

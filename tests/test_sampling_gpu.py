@@ -130,11 +130,14 @@ def test_nan_logits_are_minus_inf_on_gpu():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_top_p_threshold_search_matches_sort_on_gpu(dtype):
-    """The B >= 128 GPU top-p path (Triton threshold search) against the full-sort path."""
+def test_threshold_search_matches_topk_and_sort_on_gpu(dtype):
+    """The B >= 128 GPU top-k / top-p path (Triton threshold search) against topk / the sort."""
     scale = torch.tensor([0.2, 1.0, 3.0, 8.0], device="cuda").repeat_interleave(64)[:, None]
     logits = (_logits(256, 151936, torch.float32) * scale).to(dtype)
     inv = torch.full((256, 1), 1 / 0.9, device="cuda")
+    for top_k in (1, 50, 4000):
+        want = logits.topk(top_k, dim=-1).values[:, -1].float() * inv[:, 0]
+        assert torch.equal(S._top_k_cutoff_triton(logits, inv, top_k), want)
     for top_k, top_p in ((0, 0.95), (0, 0.5), (50, 0.9)):
         want = S._top_p_cutoff_sorted(logits, inv, top_k, top_p)
         got = S._top_p_cutoff_triton(logits, inv, top_k, top_p)

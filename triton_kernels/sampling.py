@@ -226,13 +226,15 @@ def _key_value(k):
 
 
 @triton.jit
-def _top_p_cutoff_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, top_p, out_ptr,
-                         HAS_LO: tl.constexpr, TILE: tl.constexpr, SPLITS: tl.constexpr):
-    """Exact top-p cutoff of one row, without sorting: HF keeps a token iff the mass of the tokens
-    above it is < top_p of the total (after top-k, given as a lower cutoff). On the order-
-    preserving integer keys of x, the kept set is {key >= s*}, s* the smallest s whose mass
-    strictly above is < top_p * Z; a SPLITS-ary search finds s* in ceil(32 / log2(SPLITS + 1))
-    passes over the row, each evaluating the mass above SPLITS thresholds."""
+def _threshold_search_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, limit, out_ptr,
+                             HAS_LO: tl.constexpr, COUNT: tl.constexpr, TILE: tl.constexpr,
+                             SPLITS: tl.constexpr):
+    """Exact top-p (or, with COUNT, top-k) cutoff of one row, without sorting. HF keeps a token
+    iff the mass of the tokens above it is < top_p of the total (after top-k, given as a lower
+    cutoff), or iff fewer than k tokens are above it. On the order-preserving integer keys of x
+    the kept set is {key >= s*}, s* the smallest s whose mass (count) strictly above is below
+    limit * Z (limit = k); a SPLITS-ary search finds s* in ceil(32 / log2(SPLITS + 1)) passes
+    over the row, each evaluating the mass (count) above SPLITS thresholds."""
     row = tl.program_id(0)
     inv_t = tl.load(inv_t_ptr + row)
     base = logits_ptr + row.to(tl.int64) * stride_row
@@ -252,7 +254,10 @@ def _top_p_cutoff_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, top_p
         m_new = tl.maximum(m, tl.max(x, axis=0))
         z = z * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
         m = m_new
-    target = top_p * z
+    if COUNT:
+        target = limit
+    else:
+        target = limit * z
     # invariant: mass above lo >= target > mass above hi; the answer is in (lo, hi]
     lo = _order_key(lo_cut).to(tl.int64) - 1
     hi = _order_key(m).to(tl.int64)
@@ -265,7 +270,10 @@ def _top_p_cutoff_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, top_p
             x = tl.load(base + offs, mask=offs < V, other=float("-inf")).to(tl.float32)
             x = tl.where(x == x, x, float("-inf"))
             x = tl.minimum(x, _FLT_MAX) * inv_t
-            e = tl.where(x >= lo_cut, tl.exp(x - m), 0.0)
+            if COUNT:
+                e = tl.where((x >= lo_cut) & (offs < V), 1.0, 0.0)
+            else:
+                e = tl.where(x >= lo_cut, tl.exp(x - m), 0.0)
             key = _order_key(x).to(tl.int64)
             above += tl.sum(tl.where(key[:, None] > s[None, :], e[:, None], 0.0), axis=0)
         ok = above < target                       # non-increasing in j
