@@ -233,10 +233,10 @@ def _top_p_cutoff_triton(clean, inv, top_k: int, top_p: float) -> torch.Tensor:
 
 
 def _top_p_cutoff_candidates(clean, inv, top_k: int, top_p: float, n_cand: int = 256) -> torch.Tensor:
-    """The same cutoff from the row's n_cand largest values when they hold mass >= top_p (rows
-    where they do not retry with 16x more candidates, then the full sort). A token is kept iff the mass strictly above it
-    in descending order is < top_p (HF: ascending cumulative mass > 1 - top_p). Syncs with the
-    host to pick the fallback rows, so it is for CPU tensors."""
+    """The same cutoff from the row's n_cand largest values when they hold mass >= top_p; rows
+    where they do not retry with 16x more candidates, then the full sort. A token is kept iff
+    the mass strictly above it in descending order is < top_p (HF: ascending cumulative mass
+    > 1 - top_p). Syncs with the host to pick the fallback rows, so it is for CPU tensors."""
     B, V = clean.shape
     n_cand = min(V, max(n_cand, top_k))
     x = clean.float() * inv
@@ -247,7 +247,7 @@ def _top_p_cutoff_candidates(clean, inv, top_k: int, top_p: float, n_cand: int =
         kth = cand[:, top_k - 1:top_k]
         e.masked_fill_(clean.float() * inv < kth, 0.0)
         cand = cand.masked_fill(cand < kth, float("-inf"))
-    # float64 masses: the kept set is then exact to ~1e-15 at its edge (HF's fp32 cumsum, ~1e-7)
+    # float64 sums: no accumulated cumsum rounding at the edge (each term ~1e-7 relative)
     p = torch.exp((cand - x_max).double()) / e.sum(dim=-1, keepdim=True, dtype=torch.float64)
     inclusive = p.cumsum(dim=-1)
     n_keep = ((inclusive - p) < top_p).sum(dim=-1)
@@ -255,9 +255,10 @@ def _top_p_cutoff_candidates(clean, inv, top_k: int, top_p: float, n_cand: int =
     short = inclusive[:, -1] < top_p
     if n_cand < V and bool(short.any()):
         rows = short.nonzero()[:, 0]
-        wider = _top_p_cutoff_candidates if 16 * n_cand < V else _top_p_cutoff_sorted
-        cut[rows] = wider(clean[rows], inv[rows], top_k, top_p, **({"n_cand": 16 * n_cand}
-                                                                   if 16 * n_cand < V else {}))
+        if 16 * n_cand < V:
+            cut[rows] = _top_p_cutoff_candidates(clean[rows], inv[rows], top_k, top_p, 16 * n_cand)
+        else:
+            cut[rows] = _top_p_cutoff_sorted(clean[rows], inv[rows], top_k, top_p)
     return cut
 
 
