@@ -134,6 +134,8 @@ class ChunkDecoder:
         check_every = 8 if dev.type == "cuda" else 1
         graph = None
         steps_left = p.max_new_tokens - 1
+        if steps_left > 0 and bool(self.rows.done.all()):  # every sample ended on its first token
+            steps_left = 0
         if use_graph and steps_left > 3:
             graph, warm_steps = cuda_graph.capture(self._step, steps_left)
             stats["graph"] = graph is not None
