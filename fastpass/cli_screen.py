@@ -59,8 +59,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from fastpass.screen.default_set import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N
     from fastpass.screen.loading import load_model, resolve_device
-    from fastpass.screen.pipeline import DEFAULT_KS, check_settings
-    from fastpass.screen.problems import read_jsonl
+    from fastpass.screen.pipeline import DEFAULT_KS, check_settings, prepare, screen
 
     embedded_set = args.data is None
     n = args.n if args.n is not None else (DEFAULT_N if embedded_set else 128)
@@ -69,12 +68,12 @@ def run(args) -> int:
     ks = args.ks if args.ks is not None else DEFAULT_KS
     # cheap checks first: a bad flag or file fails before the model loads
     check_settings(n, ks, args.temperature, args.top_p, args.top_k, args.min_p, max_new)
-    if args.data is not None:
-        read_jsonl(args.data)
+    prepare(args.data, args.preset, args.pattern, question_field=args.question_field,
+            answer_field=args.answer_field, limit=args.limit)
     resolve_device(args.device)
-    from fastpass.screen.pipeline import screen
 
-    model, tokenizer, name = load_model(args.model, args.gguf, args.dtype, args.device)
+    model, tokenizer, name = load_model(args.model, args.gguf, args.dtype, args.device,
+                                   progress=not args.no_progress)
     rep = screen(model, tokenizer, args.data, n_samples=n, ks=ks, pattern=args.pattern, max_new_tokens=max_new,
                  seed=args.seed, out_dir=args.out, resume=args.resume, progress=not args.no_progress,
                  preset=args.preset, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

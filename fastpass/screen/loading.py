@@ -54,8 +54,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_model(model: str | None = None, gguf: str | None = None, dtype: str | None = "auto",
-               device: str | None = "auto"):
-    """(model, tokenizer, name). ``model=None`` loads the embedded SmolLM2-135M-Instruct."""
+               device: str | None = "auto", progress: bool = True):
+    """(model, tokenizer, name). ``model=None`` loads the embedded SmolLM2-135M-Instruct.
+    ``progress=False`` silences transformers' loading bars (stderr stays one line per error)."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     try:
@@ -63,6 +64,10 @@ def load_model(model: str | None = None, gguf: str | None = None, dtype: str | N
     except ImportError as exc:
         raise ModelLoadError(f"loading a model needs transformers ({_first_line(exc)}): "
                              "pip install 'fastpass[demo]'") from None
+    if not progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if model is None:
         if gguf is not None:
             raise ScreenError("--gguf names a file inside --model's folder: pass --model too")

@@ -137,6 +137,19 @@ def _device_name(model) -> str:
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def prepare(problems=None, preset=None, pattern=None, flags=None, normalize=None, occurrence=None,
+            question_field=None, answer_field=None, limit=None):
+    """(preset, answer rule, problems): everything about the data and the rule, checked before a
+    model is loaded, so a bad file or pattern fails in a second."""
+    chosen = _resolve_preset(preset, problems)
+    if pattern is not None and not isinstance(pattern, str):  # a GradePreset such as fp.R1_ANSWER
+        chosen, pattern = replace(chosen, rule=pattern), None
+    rule = AnswerRule(chosen.rule, pattern, flags, normalize, occurrence)
+    probs = load_problems(default_problems() if problems is None else problems, chosen, question_field,
+                          answer_field, limit)
+    return chosen, rule, probs
+
+
 def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=DEFAULT_KS, pattern=None,
            template=None, max_new_tokens: int = 512, seed: int = 0, out_dir=None, resume: bool = True,
            progress: bool = True, *, preset=None, flags: int | None = None, normalize: str | None = None,
@@ -154,13 +167,9 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     report_ks = check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ScreenError(f"seed must be a non-negative integer, got {seed!r}")
-    chosen = _resolve_preset(preset, problems)
+    chosen, rule, probs = prepare(problems, preset, pattern, flags, normalize, occurrence, question_field,
+                                  answer_field, limit)
     tpl = _template(template, chosen)
-    if pattern is not None and not isinstance(pattern, str):  # a GradePreset such as fp.R1_ANSWER
-        chosen, pattern = replace(chosen, rule=pattern), None
-    rule = AnswerRule(chosen.rule, pattern, flags, normalize, occurrence)
-    probs = load_problems(default_problems() if problems is None else problems, chosen, question_field,
-                          answer_field, limit)
     if model is None:
         from fastpass.screen.loading import load_model
 
