@@ -54,7 +54,8 @@ def _time_once(fn, device):
     return time.perf_counter() - t0, out
 
 
-def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_tokens=None, reps=1, hf_reps=None):
+def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_tokens=None, reps=1,
+             hf_reps=None):
     """Returns (fastpass tokens/s, HF tokens/s, stats). When HF runs fewer new tokens than fastpass
     (GPU quick mode), its time for ``new_tokens`` is extrapolated linearly from runs with 1 and
     ``hf_new_tokens`` new tokens; HF's per-step cost grows with the cache, so this favours HF."""
