@@ -26,19 +26,32 @@ DEFAULT_PRESET = Preset(
 DEFAULT_N = 16
 DEFAULT_MAX_NEW_TOKENS = 16
 
-_CAPITALS = [("France", "Paris"), ("Germany", "Berlin"), ("Japan", "Tokyo"), ("Spain", "Madrid"),
-             ("Egypt", "Cairo"), ("Australia", "Canberra"), ("Canada", "Ottawa")]
-_SUMS = [(1, 1), (3, 4), (5, 3)]
-_FACTS = [("How many legs does a dog have?", "4"), ("What is the largest planet in the solar system?", "Jupiter"),
-          ("What color is grass?", "green"), ("Which animal says moo?", "cow")]
+# Chosen from measured candidates (SmolLM2-135M-Instruct, n = 16, this template): every band from
+# "nearly always" to "never" is represented; see the README for the measured pass rates.
+_CAPITALS = [("France", "Paris"), ("the United Kingdom", "London"), ("Germany", "Berlin"), ("Spain", "Madrid"),
+             ("Russia", "Moscow"), ("Mexico", "Mexico City"), ("China", "Beijing"), ("Egypt", "Cairo")]
+_ARITHMETIC = [(4, "+", 4), (5, "x", 3), (17, "+", 25)]
+_FACTS = [("opposite-up", "What is the opposite of up?", "down"),
+          ("sky-color", "What color is the sky?", "blue"),
+          ("largest-planet", "What is the largest planet in the solar system?", "Jupiter"),
+          ("frozen-water", "What is frozen water called?", "ice"),
+          ("gold-symbol", "What is the chemical symbol for gold?", "Au"),
+          ("first-letter", "What is the first letter of the alphabet?", "A")]
+
+
+def _slug(text: str) -> str:
+    return text.lower().replace("the ", "").replace(" ", "-")
 
 
 def default_rows() -> list[dict]:
-    """The default set as JSONL-style rows (id, question, answer)."""
-    rows = [{"id": f"capital-{country.lower()}", "question": f"What is the capital of {country}?",
+    """The default set as JSONL-style rows (id, question, answer): capitals, small arithmetic
+    (answers computed here) and everyday facts."""
+    rows = [{"id": f"capital-{_slug(country)}", "question": f"What is the capital of {country}?",
              "answer": capital} for country, capital in _CAPITALS]
-    rows += [{"id": f"sum-{a}-{b}", "question": f"What is {a} + {b}?", "answer": str(a + b)} for a, b in _SUMS]
-    rows += [{"id": f"fact-{i}", "question": q, "answer": a} for i, (q, a) in enumerate(_FACTS)]
+    ops = {"+": lambda a, b: a + b, "x": lambda a, b: a * b}
+    rows += [{"id": f"arith-{a}{'plus' if op == '+' else 'times'}{b}", "question": f"What is {a} {op} {b}?",
+              "answer": str(ops[op](a, b))} for a, op, b in _ARITHMETIC]
+    rows += [{"id": pid, "question": q, "answer": a} for pid, q, a in _FACTS]
     return rows
 
 

