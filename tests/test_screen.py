@@ -352,3 +352,25 @@ def test_api_argument_errors(tiny, data_file):
             screen(model, tok, str(data_file), progress=False, **{"preset": "r1", **kw})
     with pytest.raises(ScreenError, match="problems is empty"):
         screen(model, tok, [], progress=False)
+
+
+def test_cuda_oom_splits_the_group_and_keeps_counts(tiny, data_file):
+    """A sampler call that runs out of memory is retried with fewer problems per call; the keyed
+    randomness makes the counts identical to a run that never hit OOM."""
+    model, tok = tiny
+    kw = dict(n_samples=8, ks=(1, 8), template=TEMPLATE, max_new_tokens=6, seed=4, progress=False, preset="r1",
+              rows_per_call=64)
+    clean = screen(model, tok, str(data_file), **kw)
+
+    class FlakySampler(fp.Sampler):
+        calls = 0
+
+        def sample(self, prompts, n, **kwargs):
+            FlakySampler.calls += 1
+            if len(prompts) > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().sample(prompts, n, **kwargs)
+
+    rep = screen(model, tok, str(data_file), sampler=FlakySampler(model, tok), **kw)
+    assert rep.c.tolist() == clean.c.tolist()
+    assert rep.throughput["oom_retries"] == 2 and rep.throughput["problems_sampled"] == 6

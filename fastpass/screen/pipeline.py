@@ -134,7 +134,8 @@ def _device_name(model) -> str:
     dev = next(model.parameters()).device
     if dev.type == "cuda":
         return f"{dev} ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
 
 
 def prepare(problems=None, preset=None, pattern=None, flags=None, normalize=None, occurrence=None,

@@ -24,9 +24,9 @@ def markdown(rep) -> str:
                  f"**{_pct(v.expected_pass1)}** (γ = {gamma}: it closes that share of the elicitation gap "
                  f"pass@{v.kmax} − pass@1 = {_pct(v.gap)}); over γ ∈ [{GAMMA_BAND[0]}, {GAMMA_BAND[1]}]: "
                  f"{_pct(band['low']['expected_pass@1'])} – {_pct(band['high']['expected_pass@1'])}.")
-    lines.append(f"Expected lift {v.expected_lift_pp:.1f} pp; at the planning rate that is about "
-                 f"${v.estimated_cost_usd:,.0f} of equivalent effort. Rule: GO when γ·gap ≥ "
-                 f"{cfg.get('min_lift', 0.05)} (5 pp by default).")
+    lines.append(f"Expected lift {v.expected_lift_pp:.1f} pp; estimated cost ${v.estimated_cost_usd:,.0f} "
+                 f"(lift × ${cfg.get('cost_per_pp_usd', 250_000):,.0f} per pp, a planning rate). "
+                 f"Rule: GO when γ·gap ≥ {cfg.get('min_lift', 0.05)}.")
     lines += ["", "## pass@k (unbiased estimator, 95% intervals)", "",
               f"| k | pass@k | 95% CI | gap Δ_k = pass@k − pass@1 | after RL, γ = {gamma} |",
               "|---:|---:|:---:|---:|---:|"]
