@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from fastpass.screen import ScreenError
-from fastpass.screen.grading import AnswerRule
 from fastpass.screen.pipeline import prepare
 from fastpass.screen.presets import BOXED_HINT, R1_ZERO_SYSTEM, get_preset, guess_preset, question_text
 
