@@ -33,7 +33,8 @@ def test_split_attention_logits_equal_full_forward(family):
     """fp32: logits of every decode step equal a plain HF forward over prompt + that sample's tokens."""
     model = tiny_model(family, seed=3)
     g = torch.Generator().manual_seed(0)
-    prompts = [torch.randint(1, 111, (n,), generator=g).tolist() for n in (9, 3)]  # longer and shorter than windows
+    # one prompt longer and one shorter than the sliding windows
+    prompts = [torch.randint(1, 111, (n,), generator=g).tolist() for n in (9, 3)]
     suffixes = torch.randint(1, 111, (6, 5), generator=g)  # K=3 samples per prompt, 5 steps
     first, steps = _split_logits(model, prompts, suffixes)
     with torch.no_grad():

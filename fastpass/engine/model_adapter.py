@@ -71,7 +71,8 @@ def check_supported(model) -> None:
     if cfg is None or not hasattr(model, "get_output_embeddings"):
         raise TypeError(f"expected a Hugging Face causal LM (AutoModelForCausalLM), got {type(model).__name__}")
     if getattr(cfg, "is_encoder_decoder", False):
-        raise ValueError(f"{type(model).__name__} is an encoder-decoder model: fastpass samples decoder-only models")
+        raise ValueError(f"{type(model).__name__} is an encoder-decoder model: fastpass samples decoder-only "
+                         "models")
     if model.get_output_embeddings() is None:
         raise ValueError(f"{type(model).__name__} has no LM head: load it with AutoModelForCausalLM")
     can_set = getattr(model, "_can_set_attn_implementation", None)

@@ -156,7 +156,8 @@ class Sampler:
             stream_ids = list(range(len(ids)))
         stream_ids = [int(s) for s in (stream_ids.tolist() if hasattr(stream_ids, "tolist") else stream_ids)]
         if len(stream_ids) != len(ids):
-            raise ValueError(f"stream_ids has {len(stream_ids)} entries for {len(ids)} prompts: give one per prompt")
+            raise ValueError(f"stream_ids has {len(stream_ids)} entries for {len(ids)} prompts: "
+                             "give one per prompt")
         limit = self.adapter.max_positions
         longest = max(len(p) for p in ids)
         if limit is not None and longest + max_new_tokens > limit:
@@ -164,8 +165,10 @@ class Sampler:
                              f"context ({limit}): shorten the prompt or lower max_new_tokens")
         if eos_token_id is None:
             eos = _eos_ids(self.model, self.tokenizer)
+        elif isinstance(eos_token_id, (list, tuple)):
+            eos = tuple(int(e) for e in eos_token_id)
         else:
-            eos = tuple(int(e) for e in (eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id]))
+            eos = (int(eos_token_id),)
         if pad_token_id is None:
             pad_token_id = getattr(getattr(self.model, "generation_config", None), "pad_token_id", None)
             if pad_token_id is None:
