@@ -1,3 +1,5 @@
+#include <vector>
+
 #include "bind_util.h"
 #include "fastpass/regex_api.h"
 
@@ -37,6 +39,30 @@ RegexBatchArgs batch_args(const py::dict& d) {
   return a;
 }
 
+// Python str objects read in place: no UTF-8 encoding, code points at their stored width.
+struct StrView {
+  py::list keep;
+  std::vector<const void*> data;
+  std::vector<int32_t> kind;
+  std::vector<int64_t> len;
+};
+
+StrView str_view(const py::object& seq) {
+  StrView v;
+  v.keep = py::list(seq);
+  const py::list& items = v.keep;
+  const size_t n = items.size();
+  v.data.resize(n); v.kind.resize(n); v.len.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    PyObject* s = items[i].ptr();
+    if (!PyUnicode_Check(s)) throw py::type_error("regex items must be str");
+    v.data[i] = PyUnicode_DATA(s);
+    v.kind[i] = (int32_t)PyUnicode_KIND(s);
+    v.len[i] = (int64_t)PyUnicode_GET_LENGTH(s);
+  }
+  return v;
+}
+
 }  // namespace
 
 void bind_regex(py::module_& m) {
@@ -44,11 +70,23 @@ void bind_regex(py::module_& m) {
         "int32 words of one streaming row state for a program (host pointer)");
   m.def("regex_scratch_words", [](std::uintptr_t code) { return regex_scratch_words(ptr<const int32_t>(code)); },
         "int32 words of per-item batch scratch for a program (host pointer)");
-  m.def("regex_batch_cpu", [](const py::dict& d, int threads) {
-        const RegexBatchArgs a = batch_args(d);
-        py::gil_scoped_release release;
+  m.def("regex_batch_cpu", [](const py::dict& d, const py::object& texts, const py::object& golds,
+                              int threads) {
+        RegexBatchArgs a = batch_args(d);
+        StrView items, keys;
+        if (!texts.is_none()) {
+          items = str_view(texts);
+          a.str_data = items.data.data(); a.str_kind = items.kind.data(); a.str_len = items.len.data();
+        }
+        if (!golds.is_none()) {
+          keys = str_view(golds);
+          a.gold_str_data = keys.data.data(); a.gold_str_kind = keys.kind.data();
+          a.gold_str_len = keys.len.data();
+        }
+        py::gil_scoped_release release;  // the lists keep the str objects alive
         regex_batch_cpu(a, threads);
-      }, "batch search (+ optional grading) over text or token items (host pointers)");
+      }, "batch search (+ optional grading) over str items read in place, UTF-8 bytes or token "
+         "ids (host pointers)");
   m.def("regex_batch_cuda", [](const py::dict& d, int32_t code_words, std::uintptr_t stream) {
         require_cuda();
         const RegexBatchArgs a = batch_args(d);

@@ -186,8 +186,8 @@ def grade(completions, golds, pattern=R1_ANSWER, group=None, normalize=None, occ
     else:
         keys = [gold_key(g, p.normalize) for g in golds]
         raw = _regex.run(rx.program.code, rx.n_slots, items, occurrence_last=last,
-                         grade=(p.group, p.normalize, keys), backend=backend)
-        result = _finish_undecided(items, raw, p, keys)
+                         grade=(p.group, p.normalize, keys), backend=backend, offsets=())
+        result = _finish_undecided(items, raw, p, keys, rx, last, backend)
     if p.fallback is not None:
         missing = ~raw.found.to(result.device)
         if bool(missing.any()):
@@ -199,16 +199,18 @@ def grade(completions, golds, pattern=R1_ANSWER, group=None, normalize=None, occ
     return result
 
 
-def _finish_undecided(items, raw, p, keys) -> torch.Tensor:
+def _finish_undecided(items, raw, p, keys, rx, last, backend) -> torch.Tensor:
     verdict = raw.grade
     undecided = verdict < 0
     if bool(undecided.any()):  # numeric candidates longer than the kernels' buffer
         verdict = verdict.clone()
-        starts = raw.cp_slots[:, 2 * p.group].cpu()
-        ends = raw.cp_slots[:, 2 * p.group + 1].cpu()
-        for i in torch.nonzero(undecided).flatten().tolist():
-            text = items.text(i)[int(starts[i]):int(ends[i])]
-            verdict[i] = int(grade_text(text, keys[i], p.normalize, gold_is_key=True))
+        idx = torch.nonzero(undecided).flatten().cpu()
+        sub = _regex.make_items(_subset(items, idx))
+        spans = _regex.run(rx.program.code, rx.n_slots, sub, occurrence_last=last,
+                           backend=backend, offsets=("cp",)).cp_slots.cpu()
+        for j, i in enumerate(idx.tolist()):
+            s, e = int(spans[j, 2 * p.group]), int(spans[j, 2 * p.group + 1])
+            verdict[i] = int(grade_text(sub.text(j)[s:e], keys[i], p.normalize, gold_is_key=True))
     return verdict > 0
 
 

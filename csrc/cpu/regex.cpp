@@ -1,4 +1,4 @@
-// CPU tier of the regex engine: the shared Pike VM core over items, one item per task.
+// CPU tier of the regex engine: the shared Pike VM core over items, chunks of items per thread.
 #include <algorithm>
 #include <atomic>
 #include <thread>
@@ -14,30 +14,45 @@ int64_t regex_state_words(const int32_t* code) {
 }
 
 int64_t regex_scratch_words(const int32_t* code) {
-  return regex_state_words(code) + rx::kNumericCap;
+  return regex_state_words(code) + rx::kNumericCap + 2;
 }
 
 namespace {
+
+template <class Src>
+void grade_with_gold(const RegexBatchArgs& a, const rx::Prog& P, int32_t* st, Src& src, int64_t b,
+                     const rx::BatchOut& o, int32_t* numeric) {
+  if (a.gold_str_data) {
+    const rx::CpSrc gold{a.gold_str_data[b], a.gold_str_kind[b], (int32_t)a.gold_str_len[b], 0};
+    rx::run_item(P, st, src, b, a.occurrence_last, o, a.grade_group, a.grade_norm, &gold, numeric);
+  } else {
+    const rx::FlatSrc gold{a.gold ? a.gold + (a.gold_offs ? a.gold_offs[b] : 0) : nullptr,
+                           a.gold ? (int32_t)(a.gold_offs[b + 1] - a.gold_offs[b]) : 0, 0};
+    rx::run_item(P, st, src, b, a.occurrence_last, o, a.grade_group, a.grade_norm, &gold, numeric);
+  }
+}
 
 void run_range(const RegexBatchArgs& a, std::atomic<int64_t>& next) {
   const rx::Prog P = rx::prog_view(a.code);
   std::vector<int32_t> st(regex_scratch_words(a.code));
   int32_t* numeric = st.data() + regex_state_words(a.code);
   const rx::BatchOut o{a.found, a.cp_slots, a.byte_slots, a.grade};
-  const rx::GradeArgs g{a.grade_group, a.grade_norm, a.gold, a.gold_offs};
   constexpr int64_t kChunk = 64;
   for (;;) {
     const int64_t begin = next.fetch_add(kChunk);
     if (begin >= a.batch) return;
     const int64_t end = std::min(a.batch, begin + kChunk);
     for (int64_t b = begin; b < end; ++b) {
-      if (a.text) {
+      if (a.str_data) {
+        rx::CpSrc src{a.str_data[b], a.str_kind[b], (int32_t)a.str_len[b], 0};
+        grade_with_gold(a, P, st.data(), src, b, o, numeric);
+      } else if (a.text) {
         rx::FlatSrc src{a.text + a.text_offs[b], (int32_t)(a.text_offs[b + 1] - a.text_offs[b]), 0};
-        rx::run_item(P, st.data(), src, b, a.occurrence_last, o, g, numeric);
+        grade_with_gold(a, P, st.data(), src, b, o, numeric);
       } else {
         rx::TokenSrc src{a.ids + b * a.ids_stride, (int32_t)a.ids_lens[b], a.tok_data, a.tok_offs,
                          a.vocab, 0, 0, 0};
-        rx::run_item(P, st.data(), src, b, a.occurrence_last, o, g, numeric);
+        grade_with_gold(a, P, st.data(), src, b, o, numeric);
       }
     }
   }

@@ -28,14 +28,15 @@ __global__ void batch_kernel(RegexBatchArgs a, int32_t code_words, int64_t state
   int32_t* st = a.scratch + b * a.scratch_words;
   int32_t* numeric = st + state_words;
   const rx::BatchOut o{a.found, a.cp_slots, a.byte_slots, a.grade};
-  const rx::GradeArgs g{a.grade_group, a.grade_norm, a.gold, a.gold_offs};
+  const rx::FlatSrc gold{a.gold ? a.gold + a.gold_offs[b] : nullptr,
+                         a.gold ? (int32_t)(a.gold_offs[b + 1] - a.gold_offs[b]) : 0, 0};
   if (a.text) {
     rx::FlatSrc src{a.text + a.text_offs[b], (int32_t)(a.text_offs[b + 1] - a.text_offs[b]), 0};
-    rx::run_item(P, st, src, b, a.occurrence_last, o, g, numeric);
+    rx::run_item(P, st, src, b, a.occurrence_last, o, a.grade_group, a.grade_norm, &gold, numeric);
   } else {
     rx::TokenSrc src{a.ids + b * a.ids_stride, (int32_t)a.ids_lens[b], a.tok_data, a.tok_offs,
                      a.vocab, 0, 0, 0};
-    rx::run_item(P, st, src, b, a.occurrence_last, o, g, numeric);
+    rx::run_item(P, st, src, b, a.occurrence_last, o, a.grade_group, a.grade_norm, &gold, numeric);
   }
 }
 
@@ -86,7 +87,7 @@ int regex_batch_cuda(const RegexBatchArgs& a, int32_t code_words, void* stream) 
   if (a.batch == 0) return 0;
   // State words are derived on the host from the header copy kept in scratch_words layout:
   // scratch = state + numeric buffer.
-  const int64_t state_words = a.scratch_words - rx::kNumericCap;
+  const int64_t state_words = a.scratch_words - rx::kNumericCap - 2;
   batch_kernel<<<blocks(a.batch), kThreads, smem_bytes(code_words), (cudaStream_t)stream>>>(
       a, code_words, state_words);
   return (int)cudaGetLastError();

@@ -8,9 +8,11 @@ class, a literal under IGNORECASE or ``\\w`` accepts are taken from ``re`` itsel
 
 Program layout (int32, shared by the Python reference VM and the C++/CUDA core):
   header [HEADER]: magic, n_instr, n_slots, lookahead, n_pool, flags, instr_off, pool_off,
-                   first_ascii bitmap (4 words: ASCII bytes that can start a match)
+                   first_ascii bitmap (4 words: ASCII bytes that can start a match), lit_off
   instr [n_instr, 4]: op, a, b, c
   pool: [lo, hi] code point pairs, sorted and disjoint (classes point into it)
+  literals: prefix_len, required_len, prefix code points, required code points: every match
+            starts with the prefix and contains the required literal (prefilters)
 """
 from __future__ import annotations
 
@@ -39,9 +41,12 @@ A_BEGIN_STRING, A_BEGIN_LINE, A_END_STRING, A_END_LINE, A_END_DOLLAR, A_BOUNDARY
 LOOKAHEAD_NEED = {A_BEGIN_STRING: 0, A_BEGIN_LINE: 0, A_END_STRING: 1, A_END_LINE: 1,
                   A_END_DOLLAR: 2, A_BOUNDARY: 1, A_NOT_BOUNDARY: 1}
 MAGIC = 0x52584650  # "PFXR"
-HEADER = 12
+HEADER = 13
+MAX_LITERAL = 32
 # Program flags.
 PF_SKIP_ASCII = 1  # no assertion before the first consuming instruction: idle scans may skip bytes
+PF_FIRST_ASCII = 2  # ... and no match starts with a non-ASCII code point: skip those too
+PF_NO_ASSERT = 4  # no assertion anywhere: stable loops (like .*? before a literal) may fast-forward
 MAX_INSTR = 20000
 
 _I, _S, _M, _A, _X = re.IGNORECASE, re.DOTALL, re.MULTILINE, re.ASCII, re.VERBOSE
@@ -248,6 +253,40 @@ class _Compiler:
         self.lookahead = max(self.lookahead, LOOKAHEAD_NEED[kind])
 
 
+def _literals(tree, flags: int):
+    """(prefix, required): literal code points every match starts with, and the longest run
+    of literal code points every match contains (case-sensitive literals only)."""
+    runs, cur = [], []
+    state = {"prefix": None, "broken": False}
+
+    def close():
+        if cur:
+            runs.append(list(cur))
+            if not state["broken"] and state["prefix"] is None:
+                state["prefix"] = list(cur)
+            cur.clear()
+        state["broken"] = True
+
+    def walk(items, fl):
+        for op, av in items:
+            name = str(op)
+            if name == "LITERAL" and not fl & _I:
+                cur.append(av)
+            elif name == "SUBPATTERN":
+                walk(av[3], (fl | av[1]) & ~av[2])
+            else:
+                close()
+
+    walk(tree, flags)
+    if cur:
+        runs.append(list(cur))
+        if not state["broken"] and state["prefix"] is None:
+            state["prefix"] = list(cur)
+    prefix = (state["prefix"] or [])[:MAX_LITERAL]
+    required = max(runs, key=len, default=[])[:MAX_LITERAL]
+    return prefix, required
+
+
 def _nullable(items) -> bool:
     """Whether the parsed sequence can match the empty string."""
     for op, av in items:
@@ -290,12 +329,17 @@ def compile_program(pattern: str, flags: int = 0) -> Program:
     n_groups = state.groups - 1
     instr = np.asarray(comp.instr, dtype=np.int32).reshape(-1, 4)
     pool = np.asarray(comp.pool, dtype=np.int32).reshape(-1, 2)
-    first_ascii, skip_ok, empty = _first_ascii(instr, pool)
+    first_ascii, skip_ok, empty, ascii_only = _first_ascii(instr, pool)
+    pflags = (PF_SKIP_ASCII if skip_ok else 0) | (PF_FIRST_ASCII if skip_ok and ascii_only else 0)
+    if not (instr[:, 0] == ASSERT).any():
+        pflags |= PF_NO_ASSERT
     bitmap = np.packbits(first_ascii, bitorder="little").view(np.uint32).astype(np.int64)
+    prefix, required = _literals(tree, gflags)
+    lits = np.array([len(prefix), len(required), *prefix, *required], dtype=np.int32)
     header = np.array([MAGIC, len(instr), 2 * (n_groups + 1), comp.lookahead, len(pool),
-                       PF_SKIP_ASCII if skip_ok else 0, HEADER, HEADER + instr.size,
-                       *bitmap.tolist()], dtype=np.int64).astype(np.uint32).view(np.int32)
-    code = np.concatenate([header, instr.ravel(), pool.ravel()]).astype(np.int32)
+                       pflags, HEADER, HEADER + instr.size, *bitmap.tolist(),
+                       HEADER + instr.size + pool.size], dtype=np.int64).astype(np.uint32).view(np.int32)
+    code = np.concatenate([header, instr.ravel(), pool.ravel(), lits]).astype(np.int32)
     return Program(code=code, n_groups=n_groups, group_index=dict(state.groupdict),
                    lookahead=comp.lookahead, first_ascii=first_ascii, can_match_empty=empty)
 
@@ -305,7 +349,7 @@ def _first_ascii(instr: np.ndarray, pool: np.ndarray):
     (no assertion or match reachable before the first consuming instruction), and whether
     the pattern can match the empty string (used by finditer-style 'last occurrence')."""
     first = np.zeros(128, dtype=bool)
-    skip_ok, can_empty = True, False
+    skip_ok, can_empty, ascii_only = True, False, True
     seen, stack = set(), [0]
     while stack:
         pc = stack.pop()
@@ -327,10 +371,15 @@ def _first_ascii(instr: np.ndarray, pool: np.ndarray):
         elif op == CHAR:
             if a < 128:
                 first[a] = True
+            else:
+                ascii_only = False
         elif op == SET:
             for lo, hi in pool[a:a + b]:
                 if lo < 128:
                     first[lo:min(hi, 127) + 1] = True
+                if hi >= 128:
+                    ascii_only = False
         else:  # ANY / ANYNL
             first[:] = True
-    return first, skip_ok, can_empty
+            ascii_only = False
+    return first, skip_ok, can_empty, ascii_only

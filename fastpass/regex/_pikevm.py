@@ -22,7 +22,7 @@ class _Prog:
     def __init__(self, code: np.ndarray):
         n_instr, self.n_slots = int(code[1]), int(code[2])
         self.instr = [tuple(int(x) for x in row) for row in code[HEADER:HEADER + 4 * n_instr].reshape(-1, 4)]
-        pool = code[int(code[7]):].reshape(-1, 2)
+        pool = code[int(code[7]):int(code[7]) + 2 * int(code[4])].reshape(-1, 2)
         self.sets: dict = {}
         for op, a, b, c in self.instr:
             if op == SET:

@@ -90,22 +90,11 @@ def choose_tier(items: Items, n_slots: int, backend=None) -> str:
         if backend:
             raise ValueError(f"the {tier} regex tier supports at most {MAX_NATIVE_SLOTS // 2 - 1} groups")
         tier = "reference"
-    if tier == "cpu" and items.texts is not None and not _encodable(items.texts):
-        tier = "reference"  # lone surrogates cannot be UTF-8: only the reference VM sees them
     return tier
 
 
-def _encodable(texts) -> bool:
-    try:
-        for t in texts:
-            t.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
 def _pack_texts(texts, device):
-    encoded = [t.encode("utf-8") for t in texts]
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
     offs = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(e) for e in encoded], out=offs[1:])
     data = torch.frombuffer(bytearray(b"".join(encoded)) or bytearray(1), dtype=torch.uint8)
@@ -113,12 +102,13 @@ def _pack_texts(texts, device):
 
 
 def run(code: np.ndarray, n_slots: int, items: Items, occurrence_last=False, grade=None,
-        backend=None) -> RawResult:
-    """grade: None or (group, normalize name, gold keys list[str])."""
+        backend=None, offsets=("cp", "byte")) -> RawResult:
+    """grade: None or (group, normalize name, gold keys list[str]); offsets: which offset
+    kinds to return (grading alone needs none)."""
     tier = choose_tier(items, n_slots, backend)
     if tier == "reference":
         return _run_reference(code, n_slots, items, occurrence_last, grade)
-    return _run_native(tier, code, n_slots, items, occurrence_last, grade)
+    return _run_native(tier, code, n_slots, items, occurrence_last, grade, offsets)
 
 
 def _threads() -> int:
@@ -128,21 +118,25 @@ def _threads() -> int:
         return os.cpu_count() or 1
 
 
-def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade) -> RawResult:
+def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offsets) -> RawResult:
     C = _backend.native()
     dev = items.device if tier == "cuda" else torch.device("cpu")
     B = items.batch
     code_t = torch.from_numpy(np.ascontiguousarray(code)).to(dev)
     found = torch.zeros(B, dtype=torch.uint8, device=dev)
-    cp_slots = torch.empty(B, n_slots, dtype=torch.int64, device=dev)
-    byte_slots = torch.empty(B, n_slots, dtype=torch.int64, device=dev)
+    cp_slots = torch.full((B, n_slots), -1, dtype=torch.int64, device=dev)
+    byte_slots = torch.full((B, n_slots), -1, dtype=torch.int64, device=dev)
     keep = []  # tensors whose pointers the kernel reads
     args = dict(code=code_t.data_ptr(), batch=B, text=0, text_offs=0, ids=0, ids_stride=0,
                 ids_lens=0, tok_data=0, tok_offs=0, vocab=0,
                 occurrence_last=int(bool(occurrence_last)), found=found.data_ptr(),
-                cp_slots=cp_slots.data_ptr(), byte_slots=byte_slots.data_ptr(), grade=0,
+                cp_slots=cp_slots.data_ptr() if "cp" in offsets else 0,
+                byte_slots=byte_slots.data_ptr() if "byte" in offsets else 0, grade=0,
                 grade_group=0, grade_norm=-1, gold=0, gold_offs=0, scratch=0, scratch_words=0)
-    if items.texts is not None:
+    str_items = str_golds = None
+    if items.texts is not None and tier == "cpu":
+        str_items = items.texts  # read in place by the C++ tier
+    elif items.texts is not None:
         data, offs = _pack_texts(items.texts, dev)
         keep += [data, offs]
         args.update(text=data.data_ptr(), text_offs=offs.data_ptr())
@@ -158,11 +152,14 @@ def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade) -> Ra
     grade_t = None
     if grade is not None:
         group, norm, golds = grade
-        gold_data, gold_offs = _pack_texts(golds, dev)
         grade_t = torch.zeros(B, dtype=torch.int8, device=dev)
-        keep += [gold_data, gold_offs]
-        args.update(grade=grade_t.data_ptr(), grade_group=group, grade_norm=NORMALIZE_CODES[norm],
-                    gold=gold_data.data_ptr(), gold_offs=gold_offs.data_ptr())
+        args.update(grade=grade_t.data_ptr(), grade_group=group, grade_norm=NORMALIZE_CODES[norm])
+        if tier == "cpu":
+            str_golds = golds
+        else:
+            gold_data, gold_offs = _pack_texts(golds, dev)
+            keep += [gold_data, gold_offs]
+            args.update(gold=gold_data.data_ptr(), gold_offs=gold_offs.data_ptr())
     if tier == "cuda":
         words = int(C.regex_scratch_words(torch.from_numpy(code).data_ptr()))
         scratch = torch.empty(max(B, 1), words, dtype=torch.int32, device=dev)
@@ -170,7 +167,7 @@ def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade) -> Ra
         args.update(scratch=scratch.data_ptr(), scratch_words=words)
         C.regex_batch_cuda(args, int(code.size), torch.cuda.current_stream(dev).cuda_stream)
     else:
-        C.regex_batch_cpu(args, _threads())
+        C.regex_batch_cpu(args, str_items, str_golds, _threads())
     del keep
     return RawResult(found.bool(), cp_slots, byte_slots, grade_t)
 

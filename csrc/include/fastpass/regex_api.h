@@ -19,14 +19,22 @@ struct RegexBatchArgs {
   const uint8_t* tok_data;
   const int64_t* tok_offs;
   int64_t vocab;
+  // Python str items read in place (CPU only, when text and ids are null): code point width
+  // (1, 2 or 4 bytes), data pointer and length of each item.
+  const void* const* str_data;
+  const int32_t* str_kind;
+  const int64_t* str_len;
   int32_t occurrence_last;      // 1: last non-overlapping match (finditer), 0: first
   uint8_t* found;               // [B]
-  int64_t* cp_slots;            // [B, n_slots]
-  int64_t* byte_slots;          // [B, n_slots] (nullable)
+  int64_t* cp_slots;            // [B, n_slots] code point offsets (nullable)
+  int64_t* byte_slots;          // [B, n_slots] UTF-8 byte offsets (nullable)
   int8_t* grade;                // [B] (nullable): 1 correct, 0 wrong, -1 decide on the host
   int32_t grade_group, grade_norm;
   const uint8_t* gold;          // normalised gold keys, UTF-8, gold[gold_offs[b] : gold_offs[b+1]]
   const int64_t* gold_offs;
+  const void* const* gold_str_data;  // CPU: gold keys as Python str (when gold is null)
+  const int32_t* gold_str_kind;
+  const int64_t* gold_str_len;
   int32_t* scratch;             // cuda: [B, scratch_words] device scratch (cpu: unused)
   int64_t scratch_words;
 };

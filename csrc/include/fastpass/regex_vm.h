@@ -5,7 +5,12 @@
 // All per-item state lives in one int32 buffer ("row state", vm_state_words() words), so a
 // batch search keeps it in scratch memory and a streamer keeps it on the device across steps.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#if defined(__SSE2__) && !defined(__CUDACC__)
+#include <emmintrin.h>
+#endif
 
 #include "fastpass/common.h"
 
@@ -17,11 +22,16 @@ enum Assert : int32_t { BEGIN_STRING = 0, BEGIN_LINE, END_STRING, END_LINE, END_
                         NOT_BOUNDARY };
 constexpr int32_t kEnd = -1;        // "no code point": before the start or after the end
 constexpr int32_t kReplacement = 0xFFFD;
-constexpr int32_t kFlagSkipAscii = 1;
+constexpr int32_t kFlagSkipAscii = 1;   // idle scans may skip bytes that cannot start a match
+constexpr int32_t kFlagFirstAscii = 2;  // ... including every non-ASCII code point
+constexpr int32_t kFlagNoAssert = 4;    // no assertion anywhere in the program
 
 struct Prog {
   const int32_t* instr;
   const int32_t* pool;
+  const int32_t* prefix;    // every match starts with these code points
+  const int32_t* required;  // every match contains these code points
+  int32_t n_prefix, n_required;
   int32_t n_instr, n_slots, lookahead, flags;
   uint32_t first_ascii[4];
 };
@@ -35,11 +45,12 @@ FASTPASS_HD FASTPASS_INLINE Prog prog_view(const int32_t* code) {
   p.instr = code + code[6];
   p.pool = code + code[7];
   for (int i = 0; i < 4; ++i) p.first_ascii[i] = (uint32_t)code[8 + i];
+  const int32_t* lits = code + code[12];
+  p.n_prefix = lits[0];
+  p.n_required = lits[1];
+  p.prefix = lits + 2;
+  p.required = lits + 2 + lits[0];
   return p;
-}
-
-FASTPASS_HD FASTPASS_INLINE int32_t code_words(const int32_t* code) {
-  return code[7] + 2 * code[4];
 }
 
 FASTPASS_HD FASTPASS_INLINE bool in_ranges(const int32_t* pool, int32_t off, int32_t n, int32_t cp) {
@@ -340,8 +351,12 @@ FASTPASS_HD FASTPASS_INLINE void vm_finish_stream(const Prog& P, int32_t* st) {
   vm_finish(P, st, st[H_POS]);
 }
 
-// ---- byte sources for batch search -------------------------------------------------------------
+// ---- sources for batch search ------------------------------------------------------------------
+// A source yields units: UTF-8 bytes (kCodepoints = false: decoded here with Python's
+// errors="replace") or code points (kCodepoints = true: a Python str read in place).
+// Offsets are in units; seek() may go backwards.
 struct FlatSrc {  // one item's UTF-8 bytes
+  static constexpr bool kCodepoints = false;
   const uint8_t* p;
   int32_t n, i;
   FASTPASS_HD void seek(int32_t off) { i = off; }
@@ -349,20 +364,91 @@ struct FlatSrc {  // one item's UTF-8 bytes
   FASTPASS_HD uint32_t get() const { return p[i]; }
   FASTPASS_HD void advance() { ++i; }
   FASTPASS_HD int32_t offset() const { return i; }
-  // Skips ASCII bytes that cannot start a match; returns the last skipped byte or -1.
-  FASTPASS_HD int32_t skip_ascii(const uint32_t* first) {
-    int32_t last = -1;
+  FASTPASS_HD int32_t size() const { return n; }
+  FASTPASS_HD int32_t find(const int32_t* lit, int32_t m, int32_t from) const;
+  FASTPASS_HD void skip(const uint32_t* first, bool ascii_only, int single) {
+#if !defined(__CUDA_ARCH__)
+    if (single >= 0 && ascii_only) {  // one possible first byte: memchr
+      const void* hit = std::memchr(p + i, single, (size_t)(n - i));
+      i = hit ? (int32_t)((const uint8_t*)hit - p) : n;
+      return;
+    }
+#endif
+    (void)single;
     while (i < n) {
       const uint32_t b = p[i];
-      if (b >= 0x80 || ((first[b >> 5] >> (b & 31)) & 1u)) break;
-      last = (int32_t)b;
+      if (b < 0x80 ? ((first[b >> 5] >> (b & 31)) & 1u) : !ascii_only) break;
       ++i;
     }
-    return last;
   }
 };
 
-struct TokenSrc {  // one row of token ids decoded through a token -> bytes table
+FASTPASS_HD FASTPASS_INLINE int utf8_encode(int32_t cp, uint8_t* out) {
+  if (cp < 0x80) { out[0] = (uint8_t)cp; return 1; }
+  if (cp < 0x800) { out[0] = (uint8_t)(0xC0 | (cp >> 6)); out[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x10000) {
+    out[0] = (uint8_t)(0xE0 | (cp >> 12)); out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = (uint8_t)(0xF0 | (cp >> 18)); out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+  out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); out[3] = (uint8_t)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+// First unit equal to x in hay[from, n), or n.
+template <class T>
+FASTPASS_HD FASTPASS_INLINE int32_t find_unit(const T* hay, int32_t n, int32_t from, T x) {
+  int32_t i = from;
+#if !defined(__CUDA_ARCH__)
+  if (sizeof(T) == 1) {
+    const void* hit = std::memchr(hay + i, (int)x, (size_t)(n - i));
+    return hit ? (int32_t)((const T*)hit - hay) : n;
+  }
+#if defined(__SSE2__) && !defined(__CUDACC__)
+  const __m128i want = sizeof(T) == 2 ? _mm_set1_epi16((short)x) : _mm_set1_epi32((int)x);
+  constexpr int32_t lanes = 16 / (int32_t)sizeof(T);
+  for (; i + lanes <= n; i += lanes) {
+    const __m128i v = _mm_loadu_si128((const __m128i*)(hay + i));
+    const int mask = _mm_movemask_epi8(sizeof(T) == 2 ? _mm_cmpeq_epi16(v, want) : _mm_cmpeq_epi32(v, want));
+    if (mask) return i + __builtin_ctz((unsigned)mask) / (int32_t)sizeof(T);
+  }
+#endif
+#endif
+  for (; i < n; ++i)
+    if (hay[i] == x) return i;
+  return n;
+}
+
+// First occurrence of needle[0, m) in hay[from, n), or -1.
+template <class T>
+FASTPASS_HD int32_t find_units(const T* hay, int32_t n, int32_t from, const T* needle, int32_t m) {
+  for (int32_t i = from; i + m <= n; ++i) {
+    i = find_unit<T>(hay, n - m + 1, i, needle[0]);
+    if (i + m > n) return -1;
+    int32_t k = 1;
+    while (k < m && hay[i + k] == needle[k]) ++k;
+    if (k == m) return i;
+  }
+  return -1;
+}
+
+// A literal (valid code points) found in UTF-8 bytes is also a decoded occurrence: its first
+// byte is ASCII or a lead byte, both of which always start a new code point.
+FASTPASS_HD FASTPASS_INLINE int32_t FlatSrc_find(const FlatSrc& s, const int32_t* lit, int32_t m,
+                                                 int32_t from) {
+  uint8_t buf[4 * 32];
+  int32_t nb = 0;
+  for (int32_t k = 0; k < m; ++k) nb += utf8_encode(lit[k], buf + nb);
+  return find_units<uint8_t>(s.p, s.n, from, buf, nb);
+}
+
+FASTPASS_HD FASTPASS_INLINE int32_t FlatSrc::find(const int32_t* lit, int32_t m, int32_t from) const {
+  return FlatSrc_find(*this, lit, m, from);
+}
+
+struct TokenSrc {  // one row of token ids, bytes from a token -> bytes table
+  static constexpr bool kCodepoints = false;
   const int64_t* ids;
   int32_t n_ids;
   const uint8_t* data;
@@ -389,125 +475,276 @@ struct TokenSrc {  // one row of token ids decoded through a token -> bytes tabl
   FASTPASS_HD uint32_t get() const { return data[offs[ids[t]] + j]; }
   FASTPASS_HD void advance() { ++j; ++off; settle(); }
   FASTPASS_HD int32_t offset() const { return off; }
-  FASTPASS_HD int32_t skip_ascii(const uint32_t* first) {
-    int32_t last = -1;
+  FASTPASS_HD int32_t find(const int32_t*, int32_t, int32_t) const { return -2; }  // no prefilter
+  FASTPASS_HD int32_t size() const { return 0; }
+  FASTPASS_HD void skip(const uint32_t* first, bool ascii_only, int) {
     while (t < n_ids) {
       const uint32_t b = get();
-      if (b >= 0x80 || ((first[b >> 5] >> (b & 31)) & 1u)) break;
-      last = (int32_t)b;
+      if (b < 0x80 ? ((first[b >> 5] >> (b & 31)) & 1u) : !ascii_only) break;
       advance();
     }
-    return last;
   }
 };
 
-// The code point that ends at byte offset e (UTF-8 resynchronises within 4 bytes).
+struct CpSrc {  // a Python str in place: 1, 2 or 4 bytes per code point (host only)
+  static constexpr bool kCodepoints = true;
+  const void* p;
+  int32_t kind, n, i;
+  FASTPASS_HD uint32_t at(int32_t k) const {
+    return kind == 1 ? ((const uint8_t*)p)[k]
+                     : kind == 2 ? ((const uint16_t*)p)[k] : ((const uint32_t*)p)[k];
+  }
+  FASTPASS_HD void seek(int32_t off) { i = off; }
+  FASTPASS_HD bool has() const { return i < n; }
+  FASTPASS_HD uint32_t get() const { return at(i); }
+  FASTPASS_HD void advance() { ++i; }
+  FASTPASS_HD int32_t offset() const { return i; }
+  FASTPASS_HD int32_t size() const { return n; }
+  FASTPASS_HD int32_t find(const int32_t* lit, int32_t m, int32_t from) const {
+    const uint32_t limit = kind == 1 ? 0xFFu : kind == 2 ? 0xFFFFu : 0xFFFFFFFFu;
+    uint32_t buf[32];
+    for (int32_t k = 0; k < m; ++k) {
+      if ((uint32_t)lit[k] > limit) return -1;  // cannot occur in a str of this width
+      buf[k] = (uint32_t)lit[k];
+    }
+    if (kind == 1) {
+      uint8_t b8[32];
+      for (int32_t k = 0; k < m; ++k) b8[k] = (uint8_t)buf[k];
+      return find_units<uint8_t>((const uint8_t*)p, n, from, b8, m);
+    }
+    if (kind == 2) {
+      uint16_t b16[32];
+      for (int32_t k = 0; k < m; ++k) b16[k] = (uint16_t)buf[k];
+      return find_units<uint16_t>((const uint16_t*)p, n, from, b16, m);
+    }
+    return find_units<uint32_t>((const uint32_t*)p, n, from, buf, m);
+  }
+  FASTPASS_HD void skip(const uint32_t* first, bool ascii_only, int single) {
+#if !defined(__CUDA_ARCH__)
+    if (kind == 1 && single >= 0 && ascii_only) {
+      const uint8_t* b = (const uint8_t*)p;
+      const void* hit = std::memchr(b + i, single, (size_t)(n - i));
+      i = hit ? (int32_t)((const uint8_t*)hit - b) : n;
+      return;
+    }
+#endif
+    (void)single;
+    while (i < n) {
+      const uint32_t c = at(i);
+      if (c < 0x80 ? ((first[c >> 5] >> (c & 31)) & 1u) : !ascii_only) break;
+      ++i;
+    }
+  }
+};
+
+// Next code point(s) from the unit under the cursor: (cp, start, end) triples.
+template <class Src>
+FASTPASS_HD FASTPASS_INLINE int feed(const Src& src, Utf8& d, int32_t* out) {
+  if constexpr (Src::kCodepoints) {
+    out[0] = (int32_t)src.get(); out[1] = src.offset(); out[2] = src.offset() + 1;
+    return 1;
+  } else {
+    return utf8_feed(d, src.get(), src.offset(), out);
+  }
+}
+
+template <class Src>
+FASTPASS_HD FASTPASS_INLINE int flush(Utf8& d, int32_t end, int32_t* out) {
+  if constexpr (Src::kCodepoints) return 0;
+  else return utf8_flush(d, end, out);
+}
+
+// The code point that ends at offset e (UTF-8 resynchronises within 4 bytes).
 template <class Src>
 FASTPASS_HD int32_t cp_before(Src& src, int32_t e) {
   if (e <= 0) return kEnd;
-  const int32_t b = e > 4 ? e - 4 : 0;
+  const int32_t b = Src::kCodepoints ? e - 1 : (e > 4 ? e - 4 : 0);
   src.seek(b);
   Utf8 d;
   int32_t out[6], last = kEnd;
   while (src.has() && src.offset() < e) {
-    const int k = utf8_feed(d, src.get(), src.offset(), out);
+    const int k = feed(src, d, out);
     for (int i = 0; i < k; ++i) if (out[3 * i + 2] == e) last = out[3 * i];
     src.advance();
   }
-  if (utf8_flush(d, e, out) && out[2] == e) last = out[0];
+  if (flush<Src>(d, e, out) && out[2] == e) last = out[0];
   return last;
 }
 
-// Leftmost-first search from byte offset `from` (prev: the code point before it); the match
-// (byte offsets) is left in the state's match slots.
+// First set with a single byte: the skip can use memchr.
+FASTPASS_HD FASTPASS_INLINE int single_first(const Prog& P) {
+  int found = -1;
+  for (int w = 0; w < 4; ++w)
+    for (int b = 0; b < 32; ++b)
+      if ((P.first_ascii[w] >> b) & 1u) {
+        if (found >= 0) return -1;
+        found = w * 32 + b;
+      }
+  return found;
+}
+
+// After an uneventful step over c ([cs, ce)): when the thread list (with this position's
+// start thread) has the same program counters as before the step and every capture slot is
+// either unchanged or tracks the position, and its consumers are ANY/ANYNL loops plus ASCII
+// CHARs, then every code point that is not one of those CHARs (or '\n' for ANYNL) would step
+// it the same way. Skip straight to the next such trigger and move the tracking slots there.
 template <class Src>
-FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, int32_t prev) {
+FASTPASS_HD void fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, int32_t cs,
+                              int32_t ce) {
+  const Layout L{P.n_instr, P.n_slots};
+  const int32_t s = P.n_slots;
+  const int now = st[H_CUR], before = 1 - now;
+  const Ctx x0{ce, c, kEnd, kEnd};  // no assertions: next/after are never read
+  vm_add(P, st, now, 0, nullptr, x0);
+  const int32_t n = st[H_N0 + now];
+  if (n == 0 || n != st[H_N0 + before]) return;
+  const int32_t* pa = st + L.pcs(before);
+  const int32_t* pb = st + L.pcs(now);
+  const int32_t* sa = st + L.slots(before);
+  int32_t* sb = st + L.slots(now);
+  uint32_t trig[4] = {0, 0, 0, 0};
+  for (int32_t i = 0; i < n; ++i) {
+    if (pa[i] != pb[i]) return;
+    const int32_t* ins = P.instr + 4 * pb[i];
+    if (ins[0] == CHAR) {
+      if (ins[1] >= 0x80) return;
+      trig[ins[1] >> 5] |= 1u << (ins[1] & 31);
+    } else if (ins[0] == ANYNL) {
+      trig['\n' >> 5] |= 1u << ('\n' & 31);
+    } else if (ins[0] != ANY) {
+      return;
+    }
+    for (int32_t k = 0; k < s; ++k) {
+      const int32_t va = sa[i * s + k], vb = sb[i * s + k];
+      if (va != vb && !(va == cs && vb == ce)) return;
+    }
+  }
+  if (c < 0x80 && ((trig[c >> 5] >> (c & 31)) & 1u)) return;
+  int single = -1, count = 0;
+  for (int b = 0; b < 128; ++b)
+    if ((trig[b >> 5] >> (b & 31)) & 1u) { single = b; ++count; }
+  src.skip(trig, true, count == 1 ? single : -1);
+  const int32_t j = src.offset();
+  if (j == ce) return;
+  for (int32_t i = 0; i < n; ++i)
+    for (int32_t k = 0; k < s; ++k)
+      if (sb[i * s + k] == ce && sa[i * s + k] == cs) sb[i * s + k] = j;
+}
+
+// Leftmost-first search from offset `from` (prev: the code point before it); the match
+// (source offsets) is left in the state's match slots.
+template <class Src>
+FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, int32_t prev,
+                           int single) {
   vm_init(P, st, prev);
+  // Prefilter: a text without the required literal has no match.
+  if (P.n_required > 0 && src.find(P.required, P.n_required, from) == -1) return false;
   src.seek(from);
   Utf8 d;
   int32_t out[6];
   const bool can_skip = P.flags & kFlagSkipAscii;
+  const bool ascii_only = P.flags & kFlagFirstAscii;
+  const bool fast = P.flags & kFlagNoAssert;
   while (src.has()) {
+    // Idle (no thread alive, nothing pending): jump to the next place a match can start.
+    // No assertion precedes the first consuming instruction, so the skipped text is not needed.
     if (can_skip && d.need == 0 && st[H_QLEN] == 0 && st[H_N0 + st[H_CUR]] == 0 &&
         !(st[H_STATUS] & 1)) {
-      const int32_t last = src.skip_ascii(P.first_ascii);
-      if (last >= 0) st[H_PREV] = last;
+      const int32_t at = P.n_prefix > 0 ? src.find(P.prefix, P.n_prefix, src.offset()) : -2;
+      if (at == -1) return false;  // no later match can start
+      if (at >= 0) src.seek(at);
+      else src.skip(P.first_ascii, ascii_only, single);
       if (!src.has()) break;
     }
-    const int k = utf8_feed(d, src.get(), src.offset(), out);
+    const int k = feed(src, d, out);
     for (int i = 0; i < k; ++i) vm_push(P, st, out[3 * i], out[3 * i + 1], out[3 * i + 2]);
     if (st[H_STATUS] & 2) return true;
     src.advance();
+    if (fast && k == 1 && d.need == 0 && !(st[H_STATUS] & 1) && src.has())
+      fast_forward(P, st, src, out[0], out[1], out[2]);
   }
   const int32_t end = src.offset();
-  if (utf8_flush(d, end, out)) vm_push(P, st, out[0], out[1], out[2]);
+  if (flush<Src>(d, end, out)) vm_push(P, st, out[0], out[1], out[2]);
   vm_finish(P, st, end);
   return vm_matched(st);
 }
 
-// Byte offsets -> code point offsets (values of -1 stay -1).
+// Source offsets -> code point offsets (bytes) or UTF-8 byte offsets (code points).
 template <class Src>
-FASTPASS_HD void to_codepoints(Src& src, const int32_t* byte_slots, int32_t n, int64_t* cp_out) {
+FASTPASS_HD void convert_offsets(Src& src, const int32_t* slots, int32_t n, int64_t* out,
+                                 bool to_bytes) {
   int32_t hi = -1;
   for (int32_t k = 0; k < n; ++k) {
-    cp_out[k] = byte_slots[k] < 0 ? -1 : 0;
-    if (byte_slots[k] > hi) hi = byte_slots[k];
+    out[k] = slots[k] < 0 ? -1 : 0;
+    if (slots[k] > hi) hi = slots[k];
   }
   if (hi <= 0) return;
   src.seek(0);
   Utf8 d;
-  int32_t out[6];
+  int32_t buf[6];
   while (src.has() && src.offset() < hi) {
-    const int c = utf8_feed(d, src.get(), src.offset(), out);
-    for (int i = 0; i < c; ++i)
+    const int c = feed(src, d, buf);
+    for (int i = 0; i < c; ++i) {
+      const int32_t cp = buf[3 * i];
+      const int32_t w = to_bytes ? (cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4) : 1;
       for (int32_t k = 0; k < n; ++k)
-        if (byte_slots[k] > out[3 * i + 1]) ++cp_out[k];
+        if (slots[k] > buf[3 * i + 1]) out[k] += w;
+    }
     src.advance();
   }
-  if (utf8_flush(d, src.offset(), out))
+  if (flush<Src>(d, src.offset(), buf))
     for (int32_t k = 0; k < n; ++k)
-      if (byte_slots[k] > out[1]) ++cp_out[k];
+      if (slots[k] > buf[1]) out[k] += 1;
 }
 
 // ---- grading ------------------------------------------------------------------------------------
 enum Normalize : int32_t { N_NONE = -1, N_EXACT = 0, N_STRIP = 1, N_NUMERIC = 2, N_BOXED = 3 };
 constexpr int32_t kNumericCap = 256;  // longer numeric candidates are decided on the host
 
-// Decodes bytes [b, e) of src into code points, calling f(cp, start, end).
+// Decodes [b, e) of src into code points, calling f(cp, start, end).
 template <class Src, class F>
 FASTPASS_HD void decode_range(Src& src, int32_t b, int32_t e, F&& f) {
   src.seek(b);
   Utf8 d;
   int32_t out[6];
   while (src.has() && src.offset() < e) {
-    const int k = utf8_feed(d, src.get(), src.offset(), out);
+    const int k = feed(src, d, out);
     for (int i = 0; i < k; ++i) f(out[3 * i], out[3 * i + 1], out[3 * i + 2]);
     src.advance();
   }
-  if (utf8_flush(d, e, out)) f(out[0], out[1], out[2]);
+  if (flush<Src>(d, e, out)) f(out[0], out[1], out[2]);
 }
 
-// Whether code points of src[b, e) equal the (valid UTF-8) gold bytes.
-template <class Src>
-FASTPASS_HD bool equal_range(Src& src, int32_t b, int32_t e, const uint8_t* gold, int32_t glen) {
-  FlatSrc g{gold, glen, 0};
-  Utf8 gd;
-  int32_t gout[6];
-  int32_t pending = 0, gcp = kEnd;
-  bool same = true;
-  auto next_gold = [&]() -> int32_t {
-    while (g.has()) {
-      const int k = utf8_feed(gd, g.get(), g.offset(), gout);
+// Reads the gold key one code point at a time.
+template <class Gold>
+struct GoldReader {
+  Gold g;
+  Utf8 d;
+  int32_t buf[6];
+  int32_t pending = 0, next_i = 0;
+  FASTPASS_HD int32_t next() {
+    while (next_i >= pending) {
+      if (!g.has()) {
+        pending = flush<Gold>(d, g.offset(), buf); next_i = 0;
+        if (!pending) return kEnd;
+        break;
+      }
+      pending = feed(g, d, buf); next_i = 0;
       g.advance();
-      if (k) return gout[0];  // gold is valid UTF-8: at most one code point per byte
     }
-    return kEnd;
-  };
-  (void)pending; (void)gcp;
+    return buf[3 * next_i++];
+  }
+};
+
+// Whether the code points of src[b, e) equal the gold key's.
+template <class Src, class Gold>
+FASTPASS_HD bool equal_range(Src& src, int32_t b, int32_t e, const Gold& gold) {
+  GoldReader<Gold> g{gold};
+  bool same = true;
   decode_range(src, b, e, [&](int32_t cp, int32_t, int32_t) {
-    if (same && next_gold() != cp) same = false;
+    if (same && g.next() != cp) same = false;
   });
-  return same && next_gold() == kEnd;
+  return same && g.next() == kEnd;
 }
 
 // [b, e) with Python str.strip() whitespace removed.
@@ -521,7 +758,8 @@ FASTPASS_HD void strip_range(Src& src, int32_t& b, int32_t& e) {
   b = first; e = last;
 }
 
-// Content of the last balanced \boxed{...} inside [b, e); false when there is none.
+// Content of the last balanced \boxed{...} inside [b, e); false when there is none. The key
+// and braces are ASCII, which never occurs inside a multi-byte UTF-8 sequence.
 template <class Src>
 FASTPASS_HD bool last_boxed(Src& src, int32_t b, int32_t e, int32_t& cb, int32_t& ce) {
   const char* key = "\\boxed{";
@@ -545,7 +783,7 @@ FASTPASS_HD bool last_boxed(Src& src, int32_t b, int32_t e, int32_t& cb, int32_t
 
 FASTPASS_HD FASTPASS_INLINE bool is_digit(int32_t c) { return c >= '0' && c <= '9'; }
 
-// Numeric key of buf[0, n) in place (see fastpass/grading.py: numeric_key); returns new length.
+// Numeric key of buf[0, n) in place (fastpass/grading.py: numeric_key); returns the new length.
 FASTPASS_HD FASTPASS_INLINE int32_t numeric_key(int32_t* buf, int32_t n) {
   int32_t i = 0, sign = 0;
   if (n > 0 && (buf[0] == '+' || buf[0] == '-')) { sign = buf[0]; i = 1; }
@@ -553,29 +791,38 @@ FASTPASS_HD FASTPASS_INLINE int32_t numeric_key(int32_t* buf, int32_t n) {
   while (i < n && is_digit(buf[i])) ++i;
   int32_t int_e = i, frac_b = i, frac_e = i;
   bool dot = false;
-  if (i < n && buf[i] == '.') { dot = true; frac_b = ++i; while (i < n && is_digit(buf[i])) ++i; frac_e = i; }
+  if (i < n && buf[i] == '.') {
+    dot = true; frac_b = ++i;
+    while (i < n && is_digit(buf[i])) ++i;
+    frac_e = i;
+  }
   const bool numeric = i == n && (int_e > int_b || (dot && frac_e > frac_b));
   if (!numeric) return n;  // not a number: the cleaned text is the key
   while (int_b < int_e && buf[int_b] == '0') ++int_b;
   while (frac_e > frac_b && buf[frac_e - 1] == '0') --frac_e;
-  int32_t tmp[kNumericCap + 2];
-  int32_t m = 0;
   if (int_b == int_e && frac_b == frac_e) { buf[0] = '0'; return 1; }
-  if (sign == '-') tmp[m++] = '-';
-  if (int_b == int_e) tmp[m++] = '0';
-  for (int32_t k = int_b; k < int_e; ++k) tmp[m++] = buf[k];
-  if (frac_e > frac_b) {
-    tmp[m++] = '.';
-    for (int32_t k = frac_b; k < frac_e; ++k) tmp[m++] = buf[k];
+  // Rebuild left to right; every write index stays <= its read index, so in place is safe
+  // except for the inserted "0" of ".5": shift first in that case.
+  int32_t m = 0;
+  if (sign == '-') buf[m++] = '-';
+  if (int_b == int_e) {
+    for (int32_t k = frac_e - 1; k >= frac_b; --k) buf[k + 1] = buf[k];
+    ++frac_b; ++frac_e;
+    buf[m++] = '0';
+  } else {
+    for (int32_t k = int_b; k < int_e; ++k) buf[m++] = buf[k];
   }
-  for (int32_t k = 0; k < m; ++k) buf[k] = tmp[k];
+  if (frac_e > frac_b) {
+    buf[m++] = '.';
+    for (int32_t k = frac_b; k < frac_e; ++k) buf[m++] = buf[k];
+  }
   return m;
 }
 
 // 1 correct, 0 wrong, -1 undecided here (the host decides).
-template <class Src>
-FASTPASS_HD int8_t grade_range(Src& src, int32_t b, int32_t e, int32_t norm, const uint8_t* gold,
-                               int32_t glen, int32_t* scratch) {
+template <class Src, class Gold>
+FASTPASS_HD int8_t grade_range(Src& src, int32_t b, int32_t e, int32_t norm, const Gold& gold,
+                               int32_t* scratch) {
   if (norm == N_BOXED) {
     int32_t cb, ce;
     if (!last_boxed(src, b, e, cb, ce)) return 0;
@@ -583,8 +830,8 @@ FASTPASS_HD int8_t grade_range(Src& src, int32_t b, int32_t e, int32_t norm, con
     norm = N_STRIP;
   }
   if (norm == N_STRIP) strip_range(src, b, e);
-  if (norm == N_EXACT || norm == N_STRIP) return equal_range(src, b, e, gold, glen) ? 1 : 0;
-  // numeric: drop '$' and ',', strip, drop trailing '.', then canonical decimal.
+  if (norm == N_EXACT || norm == N_STRIP) return equal_range(src, b, e, gold) ? 1 : 0;
+  // numeric: drop '$' and ',', strip, drop trailing '.', then the canonical decimal.
   int32_t n = 0;
   bool overflow = false;
   decode_range(src, b, e, [&](int32_t cp, int32_t, int32_t) {
@@ -596,55 +843,47 @@ FASTPASS_HD int8_t grade_range(Src& src, int32_t b, int32_t e, int32_t norm, con
   while (n > 0 && is_py_space(scratch[n - 1])) --n;
   while (n > 0 && scratch[n - 1] == '.') --n;
   n = numeric_key(scratch, n);
-  FlatSrc g{gold, glen, 0};
-  Utf8 gd;
-  int32_t gout[6], k = 0;
-  while (g.has()) {
-    const int c = utf8_feed(gd, g.get(), g.offset(), gout);
-    g.advance();
-    if (c) { if (k >= n || scratch[k] != gout[0]) return 0; ++k; }
-  }
-  return k == n ? 1 : 0;
+  GoldReader<Gold> g{gold};
+  for (int32_t k = 0; k < n; ++k)
+    if (g.next() != scratch[k]) return 0;
+  return g.next() == kEnd ? 1 : 0;
 }
 
 // ---- one batch item -----------------------------------------------------------------------------
 struct BatchOut {
   uint8_t* found;        // [B]
-  int64_t* cp_slots;     // [B, S] code point offsets (start, end interleaved), -1 unset
-  int64_t* byte_slots;   // [B, S] byte offsets, nullable
+  int64_t* cp_slots;     // [B, S] code point offsets (start, end interleaved), -1 unset; nullable
+  int64_t* byte_slots;   // [B, S] UTF-8 byte offsets, nullable
   int8_t* grade;         // [B] nullable
 };
 
-struct GradeArgs {
-  int32_t group, norm;
-  const uint8_t* gold;
-  const int64_t* gold_offs;  // [B + 1]
-};
+constexpr int32_t kMaxSlots = 64;  // the host falls back to the reference VM above this
 
-template <class Src>
+template <class Src, class Gold>
 FASTPASS_HD void run_item(const Prog& P, int32_t* st, Src& src, int64_t item, bool last,
-                          const BatchOut& o, const GradeArgs& g, int32_t* scratch) {
+                          const BatchOut& o, int32_t group, int32_t norm, const Gold* gold,
+                          int32_t* scratch) {
   const int32_t s = P.n_slots;
   const Layout L{P.n_instr, s};
-  int32_t best[64];  // n_slots <= 64 (checked on the host)
-  bool found = vm_search(P, st, src, 0, kEnd);
+  const int single = single_first(P);
+  int32_t best[kMaxSlots];
+  bool found = vm_search(P, st, src, 0, kEnd, single);
   if (found) for (int32_t k = 0; k < s; ++k) best[k] = st[L.match() + k];
-  while (last && found) {  // finditer: next search starts at the previous match's end
+  while (last && found) {  // finditer: the next search starts at the previous match's end
     const int32_t e = best[1];
     const int32_t prev = cp_before(src, e);
-    if (!vm_search(P, st, src, e, prev)) break;
+    if (!vm_search(P, st, src, e, prev, single)) break;
     for (int32_t k = 0; k < s; ++k) best[k] = st[L.match() + k];
   }
   o.found[item] = found;
   if (!found) for (int32_t k = 0; k < s; ++k) best[k] = -1;
-  if (o.byte_slots) for (int32_t k = 0; k < s; ++k) o.byte_slots[item * s + k] = best[k];
-  to_codepoints(src, best, s, o.cp_slots + item * s);
+  int64_t* own = Src::kCodepoints ? o.cp_slots : o.byte_slots;     // offsets in source units
+  int64_t* other = Src::kCodepoints ? o.byte_slots : o.cp_slots;   // converted
+  if (own) for (int32_t k = 0; k < s; ++k) own[item * s + k] = best[k];
+  if (other) convert_offsets(src, best, s, other + item * s, Src::kCodepoints);
   if (o.grade) {
-    const int32_t gb = best[2 * g.group], ge = best[2 * g.group + 1];
-    if (!found || gb < 0) { o.grade[item] = 0; return; }
-    const int64_t go = g.gold_offs[item];
-    o.grade[item] = grade_range(src, gb, ge, g.norm, g.gold + go,
-                                (int32_t)(g.gold_offs[item + 1] - go), scratch);
+    const int32_t gb = best[2 * group], ge = best[2 * group + 1];
+    o.grade[item] = (!found || gb < 0) ? 0 : grade_range(src, gb, ge, norm, *gold, scratch);
   }
 }
 

@@ -1,0 +1,132 @@
+"""P4 (SPEC §6): grade 25,600 completions of ~2 KB with the seed's rule
+(re.search(r"<answer>(.*?)</answer>", DOTALL), group 1 stripped == gold) against a Python `re`
+loop on one core. CPU tier always (all cores of this machine, and one thread for the per-core
+figure); GPU tier on token ids resident on the device, and on text (packing + copy included)."""
+from __future__ import annotations
+
+import argparse
+import random
+import re
+
+import torch
+
+from bench._common import report, timeit
+
+WORDS = ("the of and to in is that it for as with was on be by this are or an at from which "
+         "so we can let number answer step first then therefore total each sum value equation "
+         "solve gives 12 7 42 3.5 x y = + - * / ( ) é über 中 😀").split()
+
+
+def make_completions(n: int, seed: int = 0, size: int = 2048):
+    rng = random.Random(seed)
+    texts, golds = [], []
+    for i in range(n):
+        words = []
+        length = 0
+        while length < size - 40:
+            w = rng.choice(WORDS)
+            words.append(w)
+            length += len(w.encode()) + 1
+        gold = str(rng.randint(0, 999))
+        r = rng.random()
+        if r < 0.7:  # the answer near the end, like a reasoning trace
+            at = len(words) - rng.randint(1, 30)
+            words.insert(at, f"<answer> {gold if rng.random() < 0.5 else gold + '1'} </answer>")
+        elif r < 0.8:
+            words.insert(len(words) // 2, "<answer> unclosed")
+        texts.append(" ".join(words))
+        golds.append(gold)
+    return texts, golds
+
+
+def python_re_loop(texts, golds):
+    rx = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+    out = []
+    for t, g in zip(texts, golds):
+        m = rx.search(t)
+        out.append(m is not None and m.group(1).strip() == g)
+    return out
+
+
+def tokenize_words(texts):
+    """A word-level vocabulary built from the texts (≈4 bytes per token, like a real BPE)."""
+    vocab: dict[str, int] = {}
+    rows = []
+    for t in texts:
+        pieces = re.findall(r" ?[^ ]+| ", t)
+        rows.append([vocab.setdefault(p, len(vocab)) for p in pieces])
+    from fastpass.regex.tokens import from_bytes
+
+    table = from_bytes([p.encode() for p in vocab])
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), -1, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    return ids, torch.tensor([len(r) for r in rows]), table
+
+
+def run(quick: bool = False, device: str = "cpu") -> list[dict]:
+    import fastpass as fp
+    from fastpass import _backend
+
+    n = 2560 if quick else 25600
+    texts, golds = make_completions(n)
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    want = python_re_loop(texts, golds)
+    reps = 3 if quick else 5
+    t_re = timeit(lambda: python_re_loop(texts, golds), "cpu", warmup=1, reps=reps)
+    rows = []
+    case = f"{n} x {mb * 1e6 / n / 1024:.1f} KB"
+
+    def row(name, secs, note=""):
+        return {"bench": "regex_grade", "case": f"{case} {name}", "fastpass": secs * 1e3,
+                "baseline_name": "python re loop (1 core)", "baseline": t_re * 1e3, "unit": "ms",
+                "ratio": t_re / secs, "note": note}
+
+    if _backend.has_native():
+        C = _backend.native()
+        got = fp.grade(texts, golds, backend="cpu").tolist()
+        assert got == want, "CPU tier disagrees with the Python re loop"
+        threads = _threads()
+        t_cpu = timeit(lambda: fp.grade(texts, golds, backend="cpu"), "cpu", warmup=1, reps=reps)
+        rows.append(row(f"cpu tier, {threads} threads", t_cpu, f"{mb / t_cpu:.0f} MB/s, text input"))
+        import fastpass.regex.batch as rb
+        saved = rb._threads
+        rb._threads = lambda: 1
+        try:
+            t_one = timeit(lambda: fp.grade(texts, golds, backend="cpu"), "cpu", warmup=1, reps=reps)
+        finally:
+            rb._threads = saved
+        rows.append(row("cpu tier, 1 thread", t_one, "per-core comparison (SPEC P4: >= 3x)"))
+        del C
+    if str(device).startswith("cuda"):
+        ids, lengths, table = tokenize_words(texts)
+        ids_d, len_d, tb_d = ids.cuda(), lengths.cuda(), table.to("cuda")
+        got = fp.grade(ids_d, golds, token_bytes=tb_d, lengths=len_d, backend="cuda").cpu().tolist()
+        assert got == want, "GPU tier disagrees with the Python re loop"
+        t_gpu = timeit(lambda: fp.grade(ids_d, golds, token_bytes=tb_d, lengths=len_d, backend="cuda"),
+                       "cuda", warmup=2, reps=reps)
+        rows.append(row("cuda tier, token ids on device", t_gpu,
+                        f"{ids.shape[1]} tokens/row max; golds packed per call"))
+        t_gpu_text = timeit(lambda: fp.grade(texts, golds, device="cuda", backend="cuda"), "cuda",
+                            warmup=2, reps=reps)
+        rows.append(row("cuda tier, text (pack + H2D included)", t_gpu_text))
+    return rows
+
+
+def _threads() -> int:
+    from fastpass.regex.batch import _threads as t
+
+    return t()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = ap.parse_args()
+    report(run(args.quick, args.device), args.device)
+
+
+if __name__ == "__main__":
+    main()
