@@ -374,3 +374,32 @@ def test_cuda_oom_splits_the_group_and_keeps_counts(tiny, data_file):
     rep = screen(model, tok, str(data_file), sampler=FlakySampler(model, tok), **kw)
     assert rep.c.tolist() == clean.c.tolist()
     assert rep.throughput["oom_retries"] == 2 and rep.throughput["problems_sampled"] == 6
+
+
+def test_load_model_dtype_and_device_flags(tiny_dir):
+    model, tok, name = load_model(str(tiny_dir), dtype="bfloat16", device="cpu", progress=False)
+    assert next(model.parameters()).dtype == torch.bfloat16 and name == str(tiny_dir)
+    with pytest.raises(ScreenError, match="unknown dtype"):
+        load_model(str(tiny_dir), dtype="float8", device="cpu")
+    with pytest.raises(ScreenError, match="unknown device"):
+        load_model(str(tiny_dir), device="tpu")
+    with pytest.raises(ScreenError, match="--gguf .* --model"):
+        load_model(None, gguf="x.gguf", device="cpu")
+
+
+@pytest.mark.gpu
+def test_screen_on_gpu_grades_on_device_like_re(tiny, data_file, tmp_path):
+    """On a GPU the samples are graded from token ids by the CUDA regex kernel: the verdicts must
+    equal Python's re on the decoded completions, and the outputs must all be written."""
+    model, tok = tiny
+    gpu_model = _tiny_model(tok).to("cuda")
+    rep = screen(gpu_model, tok, str(data_file), n_samples=32, ks=(1, 8, 32), template=TEMPLATE, max_new_tokens=8,
+                 seed=3, out_dir=tmp_path, progress=False, preset="r1", save_completions=True)
+    assert rep.config["device"].startswith("cuda")
+    golds = [r["answer"] for r in _rows(6)]
+    for line, gold in zip((json.loads(l) for l in (tmp_path / "samples.jsonl").read_text().splitlines()), golds):
+        want = [bool(m) and m.group(1).strip() == gold
+                for m in (re.search(r"<answer>(.*?)</answer>", t, re.DOTALL) for t in line["completions"])]
+        assert line["correct"] == [int(w) for w in want]
+    assert (tmp_path / "passk.png").stat().st_size > 0
+    assert rep.c.sum() > 0
