@@ -35,8 +35,9 @@ def markdown(rep) -> str:
         k = int(k)
         ci = f"[{iv[k][0]:.3f}, {iv[k][1]:.3f}]" if k in iv else "–"
         lines.append(f"| {k} | {val:.3f} | {ci} | {rep.gaps[k]:+.3f} | {rep.after_rl['gamma'][k - 1]:.3f} |")
-    lines += ["", f"Predicted post-RL pass@1 (per problem p1 → p1 + γ·(pass@{rep.prediction.K_train} − p1), "
-              f"K_train = {rep.prediction.K_train}): {post['value']:.3f} "
+    K = rep.prediction.K_train
+    lines += ["", f"Predicted post-RL pass@1, per problem p1 → p1 + γ·(1 − (1 − p1)^{K} − p1) with "
+              f"p1 = c/n and K_train = {K}, averaged: {post['value']:.3f} "
               f"(γ band {post['low']:.3f} – {post['high']:.3f}).", ""]
     if tp:
         lines += ["## Throughput", "",
