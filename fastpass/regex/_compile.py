@@ -47,6 +47,7 @@ MAX_LITERAL = 32
 PF_SKIP_ASCII = 1  # no assertion before the first consuming instruction: idle scans may skip bytes
 PF_FIRST_ASCII = 2  # ... and no match starts with a non-ASCII code point: skip those too
 PF_NO_ASSERT = 4  # no assertion anywhere: stable loops (like .*? before a literal) may fast-forward
+PF_PREFIX_JUMP = 8  # a found literal prefix may be consumed in one move (see regex_vm.h)
 MAX_INSTR = 20000
 
 _I, _S, _M, _A, _X = re.IGNORECASE, re.DOTALL, re.MULTILINE, re.ASCII, re.VERBOSE
@@ -333,8 +334,13 @@ def compile_program(pattern: str, flags: int = 0) -> Program:
     pflags = (PF_SKIP_ASCII if skip_ok else 0) | (PF_FIRST_ASCII if skip_ok and ascii_only else 0)
     if not (instr[:, 0] == ASSERT).any():
         pflags |= PF_NO_ASSERT
-    bitmap = np.packbits(first_ascii, bitorder="little").view(np.uint32).astype(np.int64)
     prefix, required = _literals(tree, gflags)
+    # Jumping over a found prefix skips the threads that would start inside it: only when none
+    # can (no prefix character after the first can start a match).
+    if prefix and pflags == PF_SKIP_ASCII | PF_FIRST_ASCII | PF_NO_ASSERT and \
+            not any(c < 128 and first_ascii[c] for c in prefix[1:]):
+        pflags |= PF_PREFIX_JUMP
+    bitmap = np.packbits(first_ascii, bitorder="little").view(np.uint32).astype(np.int64)
     lits = np.array([len(prefix), len(required), *prefix, *required], dtype=np.int32)
     header = np.array([MAGIC, len(instr), 2 * (n_groups + 1), comp.lookahead, len(pool),
                        pflags, HEADER, HEADER + instr.size, *bitmap.tolist(),

@@ -25,6 +25,7 @@ constexpr int32_t kReplacement = 0xFFFD;
 constexpr int32_t kFlagSkipAscii = 1;   // idle scans may skip bytes that cannot start a match
 constexpr int32_t kFlagFirstAscii = 2;  // ... including every non-ASCII code point
 constexpr int32_t kFlagNoAssert = 4;    // no assertion anywhere in the program
+constexpr int32_t kFlagPrefixJump = 8;  // a found literal prefix may be consumed in one move
 
 struct Prog {
   const int32_t* instr;
@@ -180,6 +181,18 @@ FASTPASS_HD FASTPASS_INLINE bool assert_ok(const Prog& P, const int32_t* ins, co
   }
 }
 
+// Capture slots come in pairs and are few: straight-line copies beat a generic loop.
+FASTPASS_HD FASTPASS_INLINE void copy_slots(int32_t* __restrict__ d, const int32_t* __restrict__ a,
+                                             int32_t n) {
+  switch (n) {
+    case 2: d[0] = a[0]; d[1] = a[1]; return;
+    case 4: d[0] = a[0]; d[1] = a[1]; d[2] = a[2]; d[3] = a[3]; return;
+    case 6: d[0] = a[0]; d[1] = a[1]; d[2] = a[2]; d[3] = a[3]; d[4] = a[4]; d[5] = a[5]; return;
+    default:
+      for (int32_t i = 0; i < n; i += 2) { d[i] = a[i]; d[i + 1] = a[i + 1]; }
+  }
+}
+
 // Follows epsilon edges from pc0 (capture slots copied from `base`, or all unset) and appends
 // the consuming threads it reaches, in priority order, to list `which`. Marks of generation
 // st[H_GEN] dedupe program counters within one list.
@@ -187,14 +200,17 @@ FASTPASS_HD FASTPASS_INLINE void vm_add(const Prog& P, int32_t* st, int which, i
                                          const int32_t* base, const Ctx& x) {
   const Layout L{P.n_instr, P.n_slots};
   const int32_t s = P.n_slots;
-  int32_t* work = st + L.work();
-  int32_t* stack = st + L.stack();
-  int32_t* marks = st + L.marks();
-  int32_t* pcs = st + L.pcs(which);
-  int32_t* slots = st + L.slots(which);
-  int32_t& size = st[H_N0 + which];
+  // The areas of the state buffer never overlap; locals keep counters out of memory.
+  int32_t* __restrict__ work = st + L.work();
+  int32_t* __restrict__ stack = st + L.stack();
+  int32_t* __restrict__ marks = st + L.marks();
+  int32_t* __restrict__ pcs = st + L.pcs(which);
+  int32_t* __restrict__ slots = st + L.slots(which);
+  const int32_t* __restrict__ instr = P.instr;
+  int32_t size = st[H_N0 + which];
   const int32_t gen = st[H_GEN];
-  for (int32_t i = 0; i < s; ++i) work[i] = base ? base[i] : -1;
+  if (base) copy_slots(work, base, s);
+  else for (int32_t i = 0; i < s; i += 2) { work[i] = -1; work[i + 1] = -1; }
   // Stack entries are pairs: (pc >= 0, _) explores pc; (-slot-1, value) restores a slot.
   int32_t sp = 0;
   stack[sp++] = pc0; stack[sp++] = 0;
@@ -206,7 +222,7 @@ FASTPASS_HD FASTPASS_INLINE void vm_add(const Prog& P, int32_t* st, int which, i
     for (;;) {
       if (marks[pc] == gen) break;
       marks[pc] = gen;
-      const int32_t* ins = P.instr + 4 * pc;
+      const int32_t* ins = instr + 4 * pc;
       const int32_t op = ins[0];
       if (op == JMP) { pc = ins[1]; continue; }
       if (op == SPLIT) { stack[sp++] = ins[2]; stack[sp++] = 0; pc = ins[1]; continue; }
@@ -219,11 +235,12 @@ FASTPASS_HD FASTPASS_INLINE void vm_add(const Prog& P, int32_t* st, int which, i
         ++pc; continue;
       }
       pcs[size] = pc;
-      for (int32_t i = 0; i < s; ++i) slots[size * s + i] = work[i];
+      copy_slots(slots + size * s, work, s);
       ++size;
       break;
     }
   }
+  st[H_N0 + which] = size;
 }
 
 FASTPASS_HD FASTPASS_INLINE bool accepts(const Prog& P, const int32_t* ins, int32_t c) {
@@ -236,6 +253,32 @@ FASTPASS_HD FASTPASS_INLINE bool accepts(const Prog& P, const int32_t* ins, int3
   }
 }
 
+// A match reached by a step is recorded at once rather than at the next step (same result: it
+// would cut the same lower-priority threads), so a stream is final right after it.
+FASTPASS_HD FASTPASS_INLINE void settle_match(const Prog& P, int32_t* st, int which) {
+  const Layout L{P.n_instr, P.n_slots};
+  const int32_t s = P.n_slots;
+  const int32_t* pcs = st + L.pcs(which);
+  const int32_t* slots = st + L.slots(which);
+  for (int32_t i = 0; i < st[H_N0 + which]; ++i) {
+    if (P.instr[4 * pcs[i]] == MATCH) {
+      for (int32_t k = 0; k < s; ++k) st[L.match() + k] = slots[i * s + k];
+      st[H_STATUS] |= 1;
+      st[H_N0 + which] = i;
+      return;
+    }
+  }
+}
+
+// Whether a thread started before c0 could survive it: without assertions or an empty match
+// before the first consuming instruction, one that cannot consume c0 dies at once.
+FASTPASS_HD FASTPASS_INLINE bool may_start(const Prog& P, int32_t c0) {
+  if (!(P.flags & kFlagSkipAscii)) return true;
+  if (c0 == kEnd) return false;
+  if (c0 >= 0x80) return !(P.flags & kFlagFirstAscii);
+  return (P.first_ascii[c0 >> 5] >> (c0 & 31)) & 1u;
+}
+
 // One step at the position of code point c0 (kEnd: the end of the input), spanning
 // [c0s, c0e); c1, c2: the next code points when the program's lookahead needs them.
 FASTPASS_HD FASTPASS_INLINE void vm_step(const Prog& P, int32_t* st, int32_t c0, int32_t c0s,
@@ -243,7 +286,7 @@ FASTPASS_HD FASTPASS_INLINE void vm_step(const Prog& P, int32_t* st, int32_t c0,
   const Layout L{P.n_instr, P.n_slots};
   const int32_t s = P.n_slots;
   const int cur = st[H_CUR], nxt = 1 - cur;
-  if (!(st[H_STATUS] & 1)) {  // a new thread may start here, at the lowest priority
+  if (!(st[H_STATUS] & 1) && may_start(P, c0)) {  // a new thread starts here, lowest priority
     const Ctx x0{c0s, st[H_PREV], c0, c1};
     vm_add(P, st, cur, 0, nullptr, x0);
   }
@@ -262,18 +305,7 @@ FASTPASS_HD FASTPASS_INLINE void vm_step(const Prog& P, int32_t* st, int32_t c0,
     }
     if (c0 != kEnd && accepts(P, ins, c0)) vm_add(P, st, nxt, pcs[i] + 1, slots + i * s, x1);
   }
-  // A match reached by this step is recorded now rather than at the next step (same result:
-  // it would cut the same lower-priority threads), so a stream is final right after it.
-  const int32_t* npcs = st + L.pcs(nxt);
-  const int32_t* nslots = st + L.slots(nxt);
-  for (int32_t i = 0; i < st[H_N0 + nxt]; ++i) {
-    if (P.instr[4 * npcs[i]] == MATCH) {
-      for (int32_t k = 0; k < s; ++k) st[L.match() + k] = nslots[i * s + k];
-      st[H_STATUS] |= 1;
-      st[H_N0 + nxt] = i;
-      break;
-    }
-  }
+  settle_match(P, st, nxt);
   st[H_CUR] = nxt;
   st[H_PREV] = c0;
   if ((st[H_STATUS] & 1) && st[H_N0 + nxt] == 0) st[H_STATUS] |= 2;
@@ -583,26 +615,71 @@ FASTPASS_HD FASTPASS_INLINE int single_first(const Prog& P) {
   return found;
 }
 
-// After an uneventful step over c ([cs, ce)): when the thread list (with this position's
-// start thread) has the same program counters as before the step and every capture slot is
-// either unchanged or tracks the position, and its consumers are ANY/ANYNL loops plus ASCII
-// CHARs, then every code point that is not one of those CHARs (or '\n' for ANYNL) would step
-// it the same way. Skip straight to the next such trigger and move the tracking slots there.
+FASTPASS_HD FASTPASS_INLINE int ctz32(uint32_t x) {
+#if defined(__CUDA_ARCH__)
+  return __ffs((int)x) - 1;
+#else
+  return __builtin_ctz(x);
+#endif
+}
+
+// The idle VM found the literal prefix at the cursor: consume it in one move. The program
+// starts with a straight line of SAVE and CHAR instructions spelling the prefix, and no thread
+// can start inside it (kFlagPrefixJump), so the state equals stepping through it.
+template <class Src>
+FASTPASS_HD void prefix_jump(const Prog& P, int32_t* st, Src& src) {
+  const Layout L{P.n_instr, P.n_slots};
+  int32_t* work = st + L.work() + P.n_slots;  // scratch slots (the stack area is free now)
+  for (int32_t k = 0; k < P.n_slots; ++k) work[k] = -1;
+  int32_t pos = src.offset(), pc = 0, last = kEnd;
+  for (int32_t seen = 0; seen < P.n_prefix; ++pc) {
+    const int32_t* ins = P.instr + 4 * pc;
+    if (ins[0] == SAVE) { work[ins[1]] = pos; continue; }
+    last = ins[1];  // CHAR
+    if constexpr (Src::kCodepoints) pos += 1;
+    else pos += last < 0x80 ? 1 : last < 0x800 ? 2 : last < 0x10000 ? 3 : 4;
+    ++seen;
+  }
+  const int cur = st[H_CUR];
+  st[H_GEN] += 1;
+  st[H_N0 + cur] = 0;
+  const Ctx x{pos, last, kEnd, kEnd};  // no assertions: next/after are never read
+  vm_add(P, st, cur, pc, work, x);
+  settle_match(P, st, cur);
+  st[H_PREV] = last;
+  if ((st[H_STATUS] & 1) && st[H_N0 + cur] == 0) st[H_STATUS] |= 2;
+  src.seek(pos);
+}
+
+// After an uneventful step over c ([cs, ce)): when the thread list has the same program
+// counters as before the step and every capture slot is either unchanged or tracks the
+// position, and its consumers are ANY/ANYNL loops plus ASCII CHARs, then every code point that
+// is not one of those CHARs (nor '\n' for ANYNL, nor a possible first character of a match)
+// would step it the same way. Skip straight to the next such trigger and move the tracking
+// slots there. Only for programs whose matches start with ASCII and without assertions.
 template <class Src>
 FASTPASS_HD void fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, int32_t cs,
                               int32_t ce) {
   const Layout L{P.n_instr, P.n_slots};
   const int32_t s = P.n_slots;
   const int now = st[H_CUR], before = 1 - now;
-  const Ctx x0{ce, c, kEnd, kEnd};  // no assertions: next/after are never read
-  vm_add(P, st, now, 0, nullptr, x0);
+  {  // cheap pre-check: only lists with a dot loop can be stable
+    const int32_t* pa = st + L.pcs(before);
+    bool loop = false;
+    for (int32_t i = 0; i < st[H_N0 + before] && !loop; ++i) {
+      const int32_t op = P.instr[4 * pa[i]];
+      loop = op == ANY || op == ANYNL;
+    }
+    if (!loop) return;
+  }
   const int32_t n = st[H_N0 + now];
   if (n == 0 || n != st[H_N0 + before]) return;
   const int32_t* pa = st + L.pcs(before);
   const int32_t* pb = st + L.pcs(now);
   const int32_t* sa = st + L.slots(before);
   int32_t* sb = st + L.slots(now);
-  uint32_t trig[4] = {0, 0, 0, 0};
+  // A code point that can start a match adds a thread: it is a trigger too (may_start).
+  uint32_t trig[4] = {P.first_ascii[0], P.first_ascii[1], P.first_ascii[2], P.first_ascii[3]};
   for (int32_t i = 0; i < n; ++i) {
     if (pa[i] != pb[i]) return;
     const int32_t* ins = P.instr + 4 * pb[i];
@@ -621,8 +698,11 @@ FASTPASS_HD void fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, i
   }
   if (c < 0x80 && ((trig[c >> 5] >> (c & 31)) & 1u)) return;
   int single = -1, count = 0;
-  for (int b = 0; b < 128; ++b)
-    if ((trig[b >> 5] >> (b & 31)) & 1u) { single = b; ++count; }
+  for (int w = 0; w < 4; ++w) {
+    if (!trig[w]) continue;
+    count += (trig[w] & (trig[w] - 1)) ? 2 : 1;
+    single = w * 32 + ctz32(trig[w]);
+  }
   src.skip(trig, true, count == 1 ? single : -1);
   const int32_t j = src.offset();
   if (j == ce) return;
@@ -637,14 +717,21 @@ template <class Src>
 FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, int32_t prev,
                            int single) {
   vm_init(P, st, prev);
-  // Prefilter: a text without the required literal has no match.
-  if (P.n_required > 0 && src.find(P.required, P.n_required, from) == -1) return false;
+  // Prefilter: a text without the required literal has no match. With a literal prefix it is
+  // checked from the first prefix found (a match contains it after its start), one scan in all.
+  const bool can_skip0 = P.flags & kFlagSkipAscii;
+  bool required_ok = P.n_required == 0;
+  if (!required_ok && !(can_skip0 && P.n_prefix > 0)) {
+    if (src.find(P.required, P.n_required, from) == -1) return false;
+    required_ok = true;
+  }
   src.seek(from);
   Utf8 d;
   int32_t out[6];
   const bool can_skip = P.flags & kFlagSkipAscii;
   const bool ascii_only = P.flags & kFlagFirstAscii;
-  const bool fast = P.flags & kFlagNoAssert;
+  const bool fast = (P.flags & kFlagNoAssert) && (P.flags & kFlagSkipAscii) &&
+                    (P.flags & kFlagFirstAscii);
   while (src.has()) {
     // Idle (no thread alive, nothing pending): jump to the next place a match can start.
     // No assertion precedes the first consuming instruction, so the skipped text is not needed.
@@ -652,8 +739,21 @@ FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, i
         !(st[H_STATUS] & 1)) {
       const int32_t at = P.n_prefix > 0 ? src.find(P.prefix, P.n_prefix, src.offset()) : -2;
       if (at == -1) return false;  // no later match can start
-      if (at >= 0) src.seek(at);
-      else src.skip(P.first_ascii, ascii_only, single);
+      if (at >= 0) {
+        if (!required_ok) {
+          const int32_t r = src.find(P.required, P.n_required, at);
+          if (r == -1) return false;
+          required_ok = true;
+        }
+        src.seek(at);
+        if (P.flags & kFlagPrefixJump) {
+          prefix_jump(P, st, src);
+          if (st[H_STATUS] & 2) return true;
+          continue;
+        }
+      } else {
+        src.skip(P.first_ascii, ascii_only, single);
+      }
       if (!src.has()) break;
     }
     const int k = feed(src, d, out);
