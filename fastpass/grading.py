@@ -117,6 +117,14 @@ def gold_key(gold: str, normalize: str) -> str:
     raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
 
 
+def _gold_keys(golds: list, normalize: str) -> list:
+    if normalize in ("strip", "boxed"):
+        return [g.strip() for g in golds]
+    if normalize == "exact":
+        return golds
+    return [gold_key(g, normalize) for g in golds]
+
+
 def grade_text(extracted: str, gold: str, normalize: str, gold_is_key: bool = False) -> bool:
     """Reference comparison of one extracted answer with its gold answer."""
     if normalize == "math":
@@ -170,7 +178,7 @@ def grade(completions, golds, pattern=R1_ANSWER, group=None, normalize=None, occ
     p = _resolve(pattern, flags, group, normalize, occurrence)
     if p.normalize not in NORMALIZERS:
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {p.normalize!r}")
-    golds = [str(g) for g in golds]
+    golds = list(map(str, golds))
     items = _regex.make_items(completions, token_bytes, lengths)
     if device is not None:
         items = _regex._to_device(items, torch.device(device))
@@ -184,7 +192,7 @@ def grade(completions, golds, pattern=R1_ANSWER, group=None, normalize=None, occ
         raw = _regex.run(rx.program.code, rx.n_slots, items, occurrence_last=last, backend=backend)
         result = _host_math(items, raw, p.group, golds)
     else:
-        keys = [gold_key(g, p.normalize) for g in golds]
+        keys = _gold_keys(golds, p.normalize)
         raw = _regex.run(rx.program.code, rx.n_slots, items, occurrence_last=last,
                          grade=(p.group, p.normalize, keys), backend=backend, offsets=())
         result = _finish_undecided(items, raw, p, keys, rx, last, backend)

@@ -68,10 +68,10 @@ def make_items(items, token_bytes=None, lengths=None) -> Items:
         return Items(ids=ids, lengths=lengths.contiguous(), token_bytes=token_bytes)
     if isinstance(items, str):
         raise TypeError("search_batch takes a list of str (use .search for one string)")
-    texts = list(items)
-    for t in texts:
-        if not isinstance(t, str):
-            raise TypeError(f"items must be str or a token-id tensor, got {type(t).__name__}")
+    texts = items if type(items) is list else list(items)
+    if not set(map(type, texts)) <= {str}:
+        bad = next(t for t in texts if not isinstance(t, str))
+        raise TypeError(f"items must be str or a token-id tensor, got {type(bad).__name__}")
     return Items(texts=texts)
 
 
@@ -124,8 +124,9 @@ def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offse
     B = items.batch
     code_t = torch.from_numpy(np.ascontiguousarray(code)).to(dev)
     found = torch.zeros(B, dtype=torch.uint8, device=dev)
-    cp_slots = torch.full((B, n_slots), -1, dtype=torch.int64, device=dev)
-    byte_slots = torch.full((B, n_slots), -1, dtype=torch.int64, device=dev)
+    # The kernels write every requested slot; unrequested offsets stay unallocated.
+    cp_slots = torch.empty((B if "cp" in offsets else 0, n_slots), dtype=torch.int64, device=dev)
+    byte_slots = torch.empty((B if "byte" in offsets else 0, n_slots), dtype=torch.int64, device=dev)
     keep = []  # tensors whose pointers the kernel reads
     args = dict(code=code_t.data_ptr(), batch=B, text=0, text_offs=0, ids=0, ids_stride=0,
                 ids_lens=0, tok_data=0, tok_offs=0, vocab=0,

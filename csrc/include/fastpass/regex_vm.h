@@ -757,7 +757,12 @@ FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, i
       if (!src.has()) break;
     }
     const int k = feed(src, d, out);
-    for (int i = 0; i < k; ++i) vm_push(P, st, out[3 * i], out[3 * i + 1], out[3 * i + 2]);
+    if (P.lookahead == 0) {  // no queue needed: step at once
+      for (int i = 0; i < k && !(st[H_STATUS] & 2); ++i)
+        vm_step(P, st, out[3 * i], out[3 * i + 1], out[3 * i + 2], kEnd, kEnd);
+    } else {
+      for (int i = 0; i < k; ++i) vm_push(P, st, out[3 * i], out[3 * i + 1], out[3 * i + 2]);
+    }
     if (st[H_STATUS] & 2) return true;
     src.advance();
     if (fast && k == 1 && d.need == 0 && !(st[H_STATUS] & 1) && src.has())
