@@ -27,7 +27,7 @@ class DecodeParams:
     stop: object = None            # fastpass.regex.Regex or None
     token_bytes: object = None     # fastpass.regex TokenBytes, needed with stop
     use_graph: bool | None = None  # None: on CUDA
-    compact: bool = False          # gather live rows when many have finished (eager path only)
+    compact: bool | None = None    # gather live rows once half have finished (eager path; None: on)
     backend: str | None = None
 
 
@@ -153,7 +153,8 @@ class ChunkDecoder:
                 live = int((~self.rows.done).sum())
                 if live == 0:
                     break
-                if p.compact and graph is None and live <= self.rows.done.numel() // 2 and steps_left > 4:
+                if p.compact is not False and graph is None and live <= self.rows.done.numel() // 2 \
+                        and steps_left > 4:
                     done_rows.append(self._compact())
                     stats["compactions"] += 1
         return self._result(done_rows, stats)

@@ -83,10 +83,14 @@ class Sampler:
 
     Each prompt is prefilled once and its KV stored once; all n samples attend to it with split
     attention. Sample j of prompt i draws from the key (seed, stream_ids[i], j, step), so results do
-    not depend on what else is in the batch."""
+    not depend on what else is in the batch.
+
+    Options: ``backend`` forces a kernel tier; ``use_graph`` (default: on CUDA) captures the decode
+    step in a CUDA graph; ``compact`` (default on; eager decoding only) drops finished rows once half
+    of a chunk has finished; ``max_rows`` caps the samples decoded together."""
 
     def __init__(self, model, tokenizer=None, backend: str | None = None, use_graph: bool | None = None,
-                 compact: bool = False, max_rows: int | None = None):
+                 compact: bool | None = None, max_rows: int | None = None):
         self.adapter = ModelAdapter(model)
         self.model, self.tokenizer = model, tokenizer
         if (backend is None and self.adapter.device.type == "cpu" and triton_interpreted()
