@@ -118,7 +118,8 @@ FASTPASS_HD FASTPASS_INLINE int utf8_flush(Utf8& d, int32_t end_off, int32_t* ou
 
 // ---- row state layout ------------------------------------------------------------------------
 enum Hdr : int32_t {
-  H_STATUS = 0,       // bit0 matched, bit1 final (matched and no higher-priority thread alive)
+  H_STATUS = 0,       // bit0 matched, bit1 final (matched and no higher-priority thread
+                      // alive), bit2 a MATCH thread was added since the last settle_match
   H_CUR,              // which thread list is current (0/1)
   H_N0, H_N1,         // threads in list 0 / list 1
   H_GEN,              // generation stamp of the marks of the list being built
@@ -234,6 +235,7 @@ FASTPASS_HD FASTPASS_INLINE void vm_add(const Prog& P, int32_t* st, int which, i
         if (!assert_ok(P, ins, x)) break;
         ++pc; continue;
       }
+      if (op == MATCH) st[H_STATUS] |= 4;  // tells settle_match there is one to look for
       pcs[size] = pc;
       copy_slots(slots + size * s, work, s);
       ++size;
@@ -256,6 +258,8 @@ FASTPASS_HD FASTPASS_INLINE bool accepts(const Prog& P, const int32_t* ins, int3
 // A match reached by a step is recorded at once rather than at the next step (same result: it
 // would cut the same lower-priority threads), so a stream is final right after it.
 FASTPASS_HD FASTPASS_INLINE void settle_match(const Prog& P, int32_t* st, int which) {
+  if (!(st[H_STATUS] & 4)) return;  // no MATCH thread was added since the last settle
+  st[H_STATUS] &= ~4;
   const Layout L{P.n_instr, P.n_slots};
   const int32_t s = P.n_slots;
   const int32_t* pcs = st + L.pcs(which);
