@@ -124,7 +124,8 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
                          ratio=fp_tps / hf_tps, note=f"{torch.get_num_threads()} threads, load average "
                                                      f"{load:.1f} -> {os.getloadavg()[0]:.1f}; process CPU "
                                                      f"seconds {CPU_SECONDS['fastpass']:.1f} vs "
-                                                     f"{CPU_SECONDS['hf']:.1f}"))
+                                                     f"{CPU_SECONDS['hf']:.1f}; decode threads "
+                                                     f"{stats.get('threads')}"))
         if not quick:
             for compact in (False, True):
                 tps, _, st = _eos_heavy_case(model, compact)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fastpass.engine import cuda_graph
+from fastpass.engine import cpu_threads, cuda_graph
 from fastpass.engine._ops import sample
 from fastpass.engine.kv_store import KVStore
 
@@ -126,11 +126,18 @@ class ChunkDecoder:
     def run(self) -> ChunkResult:
         p, dev = self.p, self.adapter.device
         use_graph = (dev.type == "cuda") if p.use_graph is None else p.use_graph
-        first = self.adapter.prefill(self.store, [it.prompt for it in self.items])
+        prompts = [it.prompt for it in self.items]
+        threads = None
+        if dev.type == "cpu":
+            options = cpu_threads.candidates()
+            torch.set_num_threads(cpu_threads.pick_for_prefill(self.adapter.model, sum(map(len, prompts)),
+                                                               options))
+            threads = cpu_threads.StepThreads(options)
+        first = self.adapter.prefill(self.store, prompts)
         self._record(self._sample(first.index_select(0, self.store.prompt_of_seq)))
         self.step_t.add_(1)
         self.store.begin_decode()
-        stats = {"graph": False, "compactions": 0, "steps": 1}
+        stats = {"graph": False, "compactions": 0, "steps": 1, "threads": torch.get_num_threads()}
         check_every = 8 if dev.type == "cuda" else 1
         graph = None
         steps_left = p.max_new_tokens - 1
@@ -144,7 +151,12 @@ class ChunkDecoder:
         done_rows = []
         since_check = 0
         while steps_left > 0:
-            graph.replay() if graph is not None else self._step()
+            if graph is not None:
+                graph.replay()
+            elif threads is not None:
+                threads.run(self._step)
+            else:
+                self._step()
             steps_left -= 1
             stats["steps"] += 1
             since_check += 1
@@ -157,6 +169,8 @@ class ChunkDecoder:
                         and steps_left > 4:
                     done_rows.append(self._compact())
                     stats["compactions"] += 1
+        if threads is not None:
+            stats["threads"] = threads.best
         return self._result(done_rows, stats)
 
     def _compact(self):

@@ -107,6 +107,7 @@ def run_chunks(adapter, chunks: list[list[ChunkItem]], num_prompts: int, n: int,
         stats["chunks"] += 1
         stats["graph_chunks"] += int(res.stats.get("graph", False))
         stats["compactions"] += res.stats.get("compactions", 0)
+        stats["threads"] = res.stats.get("threads")
         if on_chunk is not None:
             on_chunk(chunk)
     return tokens, lengths, reasons, stats

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from fastpass._backend import triton_interpreted
+from fastpass.engine.cpu_threads import restored_threads
 from fastpass.engine.decode_loop import REASON_NAMES, DecodeParams
 from fastpass.engine.model_adapter import ModelAdapter
 from fastpass.engine.planning import memory_budget, plan_chunks, run_chunks
@@ -182,7 +183,7 @@ class Sampler:
                               top_k=int(top_k), top_p=float(top_p), min_p=float(min_p), seed=int(seed),
                               eos_ids=eos, pad_id=int(pad_token_id), stop=stop, token_bytes=token_bytes,
                               use_graph=self.use_graph, compact=self.compact, backend=self.backend)
-        with self.adapter.attached():
+        with self.adapter.attached(), restored_threads():
             chunks = plan_chunks(self.adapter, ids, n, stream_ids, max_new_tokens,
                                  budget=memory_budget(self.adapter), max_rows=self.max_rows)
             tokens, lengths, reasons, stats = run_chunks(self.adapter, chunks, len(ids), n, params, on_chunk)
