@@ -72,7 +72,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from fastpass.screen.default_set import DEFAULT_MAX_NEW_TOKENS, DEFAULT_N
-    from fastpass.screen.loading import load_model, resolve_device
+    from fastpass.screen.distributed import init as init_ranks
+    from fastpass.screen.loading import load_model
     from fastpass.screen.pipeline import DEFAULT_KS, check_settings, prepare, screen
 
     embedded_set = args.data is None
@@ -88,21 +89,35 @@ def run(args) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     import torch
 
+    shard, device = init_ranks(args.device)  # one shard unless launched by torchrun
+    progress = not args.no_progress and shard.rank == 0
     threads_before = torch.get_num_threads()
-    if resolve_device(args.device) == "cpu":
-        torch.set_num_threads(args.threads or _free_cores(threads_before))
+    if device == "cpu":  # ranks on one node split the free cores
+        torch.set_num_threads(max(1, (args.threads or _free_cores(threads_before)) // shard.local_world_size))
     try:
-        model, tokenizer, name = load_model(args.model, args.gguf, args.dtype, args.device,
-                                            progress=not args.no_progress)
+        model, tokenizer, name = load_model(args.model, args.gguf, args.dtype, device, progress=progress)
         rep = screen(model, tokenizer, args.data, n_samples=n, ks=ks, pattern=args.pattern, max_new_tokens=max_new,
-                     seed=args.seed, out_dir=args.out, resume=args.resume, progress=not args.no_progress,
+                     seed=args.seed, out_dir=args.out, resume=args.resume, progress=progress,
                      preset=args.preset, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                      min_p=args.min_p, chat_template=not args.no_chat_template,
                      save_completions=args.save_completions, question_field=args.question_field,
                      answer_field=args.answer_field, limit=args.limit, gamma=args.gamma, K_train=args.k_train,
-                     model_name=name)
+                     model_name=name, shard=shard)
+    except KeyboardInterrupt as exc:
+        shard.fail(exc)
+        raise
+    except Exception as exc:
+        shard.fail(exc)  # the other ranks stop instead of waiting for this one
+        if not shard.distributed or os.environ.get("FASTPASS_DEBUG"):
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"fastpass: error: rank {shard.rank}/{shard.world_size}: {type(exc).__name__}: {msg}", file=sys.stderr)
+        return 2
     finally:
         torch.set_num_threads(threads_before)  # in-process callers (tests, notebooks) keep their setting
+        shard.close()
+    if rep is None:  # a rank other than 0: rank 0 merged its samples and prints the verdict
+        return 0
     v = rep.verdict
     print(f"{v.decision}: pass@1 {v.pass1:.3f} -> predicted {v.expected_pass1:.3f} after RL "
           f"(gamma {rep.prediction.gamma}, gap pass@{v.kmax} - pass@1 = {v.gap:.3f}); "

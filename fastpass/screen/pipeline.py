@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from fastpass.screen.default_set import DEFAULT_PRESET, default_problems
+from fastpass.screen.distributed import Shard, gather_results, merge_samples, previous_rows
 from fastpass.screen.errors import ScreenError
 from fastpass.screen.grading import AnswerRule
 from fastpass.screen.presets import Preset, Template, get_preset, guess_preset, question_text
@@ -159,12 +160,13 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
            question_field: str | None = None, answer_field: str | None = None, limit: int | None = None,
            gamma: float = 0.7, K_train: int = 64, min_lift: float = 0.05, cost_per_pp_usd: float = 250_000,
            ci: str | None = "bootstrap", model_name: str | None = None, sampler=None,
-           rows_per_call: int | None = None) -> ScreenReport:
+           rows_per_call: int | None = None, shard: Shard | None = None) -> ScreenReport | None:
     """Screen ``model`` on ``problems`` (JSONL path, list of dicts, or None for the embedded default
     set): n samples per problem, graded by ``pattern`` (default: the preset's), reported as a
     pass@k curve, gaps, predicted post-RL curve and GO/SKIP verdict. ``model=None`` loads the
     embedded SmolLM2-135M-Instruct. With ``out_dir``, writes samples.jsonl (resumable),
-    report.json, report.md and passk.png."""
+    report.json, report.md and passk.png. ``shard`` (from ``distributed.init``, under torchrun)
+    samples only this rank's problems; rank 0 returns the merged report, other ranks None."""
     report_ks = check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ScreenError(f"seed must be a non-negative integer, got {seed!r}")
@@ -204,18 +206,28 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
            "max_new_tokens": int(max_new_tokens), "gamma": gamma, "K_train": K_train, "min_lift": min_lift,
            "cost_per_pp_usd": cost_per_pp_usd, "device": device, "versions": _versions(),
            "data": _data_name(problems), "problems": len(probs)}
-    store = SampleStore(str(out_dir), _fingerprint(cfg), resume) if out_dir is not None else None
-    done = dict(store.done) if store is not None else {}
+    shard = shard or Shard()
+    if shard.distributed:
+        cfg.update(device=f"{shard.world_size} ranks; rank 0: {device}", ranks=shard.world_size)
+    fingerprint = _fingerprint(cfg)
+    store = SampleStore(str(out_dir), fingerprint, resume, shard.samples_file) if out_dir is not None else None
+    done = {}
+    if store is not None:  # other ranks' files, or those of an earlier run with another world size
+        done = previous_rows(str(out_dir), fingerprint, store.path, resume)
+        done.update(store.done)
+    shard.post("ready")
+    shard.wait("ready")  # nobody writes before every rank has checked the folder
     for p in probs:
         if p.index in done and str(done[p.index].get("id")) != p.id:
             raise ScreenError(f"samples.jsonl has problem {done[p.index].get('id')!r} at index {p.index} but the "
                               f"data has {p.id!r}: resume with the same data or choose another --out folder")
-    todo = [i for i, p in enumerate(probs) if p.index not in done]
+    mine = [i for i, p in enumerate(probs) if shard.owns(p.index)]
+    todo = [i for i in mine if probs[i].index not in done]
     dev_type = "cuda" if device.startswith("cuda") else "cpu"
     per_call = max(1, (rows_per_call or ROWS_PER_CALL[dev_type]) // n_samples)
     stats = {"tokens": 0, "samples": 0, "seconds": 0.0, "problems_sampled": 0,
-             "problems_resumed": len(probs) - len(todo), "oom_retries": 0}
-    bar = _progress(len(probs), len(probs) - len(todo)) if progress else None
+             "problems_resumed": len(mine) - len(todo), "oom_retries": 0}
+    bar = _progress(len(mine), len(mine) - len(todo), shard.label) if progress else None
     try:
         pos = 0
         while pos < len(todo):
@@ -235,6 +247,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
                     store.append(row)
                 done[row["index"]] = row
             pos += len(group)
+            shard.heartbeat()
             if bar is not None:
                 bar.update(len(group))
                 bar.set_postfix_str(f"{stats['samples'] / max(stats['seconds'], 1e-9):.1f} samples/s, "
@@ -244,6 +257,13 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
             bar.close()
         if store is not None:
             store.close()
+    if shard.distributed:
+        merged = gather_results(shard, out_dir, fingerprint, stats, [p.index for p in probs])
+        if merged is None:
+            return None
+        done, stats = merged
+    elif store is not None and len(done) > len(store.done):  # a data-parallel run's leftovers: fold them in
+        merge_samples(str(out_dir), fingerprint)
     secs = stats["seconds"]
     stats.update(tokens_per_s=stats["tokens"] / secs if secs else 0.0,
                  samples_per_s=stats["samples"] / secs if secs else 0.0)
@@ -253,6 +273,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
                                    cost_per_pp_usd=cost_per_pp_usd, ci=ci, config=cfg, throughput=stats)
     if out_dir is not None:
         rep.save(str(out_dir))
+    shard.post("reported")
     return rep
 
 
@@ -293,9 +314,9 @@ def _empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def _progress(total: int, initial: int):
+def _progress(total: int, initial: int, desc: str = "screen"):
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, desc="screen", unit="problem", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="problem", dynamic_ncols=True)

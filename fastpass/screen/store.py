@@ -14,10 +14,31 @@ from fastpass.screen.errors import ScreenError
 SAMPLES_FILE = "samples.jsonl"
 
 
+def read_rows(path: str, fingerprint: str) -> dict[int, dict]:
+    """Finished problems of one samples file by index, read only; a torn last line is ignored."""
+    with open(path, "rb") as fh:
+        complete = fh.read().rpartition(b"\n")[0]
+    done: dict[int, dict] = {}
+    for lineno, line in enumerate(complete.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise ScreenError(f"{path}:{lineno}: not a samples line (malformed JSON): remove that "
+                              "line or choose another --out folder") from None
+        if row.get("run") != fingerprint:
+            raise ScreenError(f"{path} was written by a run with other settings (model, data, n, "
+                              "seed, template or sampling): resume with the same settings or choose "
+                              "another --out folder")
+        done[int(row["index"])] = row
+    return done
+
+
 class SampleStore:
-    def __init__(self, out_dir: str, fingerprint: str, resume: bool):
+    def __init__(self, out_dir: str, fingerprint: str, resume: bool, filename: str = SAMPLES_FILE):
         self.out_dir = out_dir
-        self.path = os.path.join(out_dir, SAMPLES_FILE)
+        self.path = os.path.join(out_dir, filename)
         self.fingerprint = fingerprint
         os.makedirs(out_dir, exist_ok=True)
         self.done: dict[int, dict] = {}
@@ -35,19 +56,7 @@ class SampleStore:
         if torn:  # a line cut short by a crash: drop it, that problem runs again
             with open(self.path, "r+b") as fh:
                 fh.truncate(len(complete) + (1 if complete else 0))
-        for lineno, line in enumerate(complete.split(b"\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise ScreenError(f"{self.path}:{lineno}: not a samples line (malformed JSON): remove that "
-                                  "line or choose another --out folder") from None
-            if row.get("run") != self.fingerprint:
-                raise ScreenError(f"{self.path} was written by a run with other settings (model, data, n, "
-                                  "seed, template or sampling): resume with the same settings or choose "
-                                  "another --out folder")
-            self.done[int(row["index"])] = row
+        self.done = read_rows(self.path, self.fingerprint)
 
     def append(self, row: dict) -> None:
         row = dict(row, run=self.fingerprint)
