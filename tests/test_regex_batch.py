@@ -174,6 +174,24 @@ def test_streaming_equals_batch(pattern, flags):
 
 
 @needs_native
+@pytest.mark.parametrize("pattern,flags", PATTERNS)
+def test_streaming_cpu_equals_reference(pattern, flags):
+    # The reference streamer re-runs the Python VM on each row's text so far.
+    g = torch.Generator().manual_seed(21)
+    ids = torch.where(torch.rand(12, 24, generator=g) < 0.7, torch.randint(0x20, 0x7f, (12, 24), generator=g),
+                      torch.randint(0, BYTE_TABLE.vocab_size, (12, 24), generator=g))
+    lengths = torch.randint(0, 25, (12,), generator=g)
+    rx = fre.compile(pattern, flags)
+    ref = rx.streamer(12, BYTE_TABLE, backend="reference")
+    cpu = rx.streamer(12, BYTE_TABLE, backend="cpu")
+    for t in range(24):
+        col = torch.where(t < lengths, ids[:, t], torch.full_like(ids[:, t], -1))
+        assert torch.equal(ref.step(col), cpu.step(col)), t
+    assert torch.equal(ref.matched(), cpu.matched())
+    assert all(torch.equal(a, b) for a, b in zip(ref.spans(), cpu.spans()))
+
+
+@needs_native
 def test_streaming_r1_final_right_after_close_tag_and_reset():
     rx = fre.compile(r"<answer>(.*?)</answer>", re.S)
     A, CLOSE = 256, 257  # "<answer>", "</answer>" tokens of BYTE_TABLE

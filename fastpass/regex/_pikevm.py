@@ -20,7 +20,7 @@ NEWLINE = 10
 
 class _Prog:
     def __init__(self, code: np.ndarray):
-        n_instr, self.n_slots = int(code[1]), int(code[2])
+        n_instr, self.n_slots, self.lookahead = int(code[1]), int(code[2]), int(code[3])
         self.instr = [tuple(int(x) for x in row) for row in code[HEADER:HEADER + 4 * n_instr].reshape(-1, 4)]
         pool = code[int(code[7]):int(code[7]) + 2 * int(code[4])].reshape(-1, 2)
         self.sets: dict = {}
@@ -127,3 +127,37 @@ def search_codepoints(code: np.ndarray, cps, start: int = 0):
 
 def compile_reference(code: np.ndarray) -> _Prog:
     return _Prog(code)
+
+
+def stream_final(code, cps) -> bool:
+    """Whether the match on the text so far is final (a match recorded and no higher-priority
+    thread alive) without knowing where the text ends: only the steps whose lookahead is known
+    run, then a match reached by the last of them is settled, as the streaming kernels do."""
+    prog = code if isinstance(code, _Prog) else _Prog(code)
+    lookahead = prog.lookahead
+    n = len(cps)
+    clist: list = []
+    matched = None
+    for p in range(max(0, n - lookahead)):
+        prev = cps[p - 1] if p > 0 else END
+        nxt = cps[p]
+        if matched is None:
+            _add(prog, clist, {pc for pc, _ in clist}, 0, (-1,) * prog.n_slots, p, n, prev, nxt)
+        nlist: list = []
+        seen = set()
+        nnxt = cps[p + 1] if p + 1 < n else END
+        for pc, slots in clist:
+            op, a, b, _ = prog.instr[pc]
+            if op == MATCH:
+                matched = slots
+                break
+            if (op == CHAR and nxt == a) or op == ANY or (op == ANYNL and nxt != NEWLINE) or \
+                    (op == SET and in_ranges(prog.sets[(a, b)], nxt)):
+                _add(prog, nlist, seen, pc + 1, slots, p + 1, n, nxt, nnxt)
+        clist = nlist
+        if matched is not None and not clist:
+            return True
+    for i, (pc, slots) in enumerate(clist):
+        if prog.instr[pc][0] == MATCH:
+            return i == 0
+    return False

@@ -307,7 +307,20 @@ FASTPASS_HD FASTPASS_INLINE void vm_step(const Prog& P, int32_t* st, int32_t c0,
       st[H_STATUS] |= 1;
       break;
     }
-    if (c0 != kEnd && accepts(P, ins, c0)) vm_add(P, st, nxt, pcs[i] + 1, slots + i * s, x1);
+    if (c0 == kEnd || !accepts(P, ins, c0)) continue;
+    const int32_t next_pc = pcs[i] + 1;
+    const int32_t next_op = P.instr[4 * next_pc];
+    if (next_op <= ANYNL) {  // a consumer right after: the closure is the thread itself
+      int32_t* marks = st + L.marks();
+      if (marks[next_pc] == st[H_GEN]) continue;
+      marks[next_pc] = st[H_GEN];
+      int32_t& size = st[H_N0 + nxt];
+      st[L.pcs(nxt) + size] = next_pc;
+      copy_slots(st + L.slots(nxt) + size * s, slots + i * s, s);
+      ++size;
+    } else {
+      vm_add(P, st, nxt, next_pc, slots + i * s, x1);
+    }
   }
   settle_match(P, st, nxt);
   st[H_CUR] = nxt;
@@ -831,6 +844,7 @@ struct GoldReader {
   Utf8 d;
   int32_t buf[6];
   int32_t pending = 0, next_i = 0;
+  FASTPASS_HD explicit GoldReader(const Gold& gold) : g(gold) {}
   FASTPASS_HD int32_t next() {
     while (next_i >= pending) {
       if (!g.has()) {
@@ -848,7 +862,7 @@ struct GoldReader {
 // Whether the code points of src[b, e) equal the gold key's.
 template <class Src, class Gold>
 FASTPASS_HD bool equal_range(Src& src, int32_t b, int32_t e, const Gold& gold) {
-  GoldReader<Gold> g{gold};
+  GoldReader<Gold> g(gold);
   bool same = true;
   decode_range(src, b, e, [&](int32_t cp, int32_t, int32_t) {
     if (same && g.next() != cp) same = false;
@@ -952,7 +966,7 @@ FASTPASS_HD int8_t grade_range(Src& src, int32_t b, int32_t e, int32_t norm, con
   while (n > 0 && is_py_space(scratch[n - 1])) --n;
   while (n > 0 && scratch[n - 1] == '.') --n;
   n = numeric_key(scratch, n);
-  GoldReader<Gold> g{gold};
+  GoldReader<Gold> g(gold);
   for (int32_t k = 0; k < n; ++k)
     if (g.next() != scratch[k]) return 0;
   return g.next() == kEnd ? 1 : 0;
