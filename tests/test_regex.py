@@ -4,11 +4,14 @@ import re
 import time
 
 import pytest
+import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import fastpass.regex as fre
 from fastpass import _backend
+from fastpass.regex.batch import make_items, run
+from fastpass.regex.tokens import from_bytes
 
 TIERS = ["reference"] + (["cpu"] if _backend.has_native() and hasattr(_backend.native(), "regex_batch_cpu") else [])
 
@@ -171,3 +174,38 @@ def test_differential_against_re(pattern, text, flags):
         assert "empty string" in str(exc)  # the only refusal the grammar can trigger
         assume(False)
     check(pattern, text, flags)
+
+
+BYTE_TABLE = from_bytes([bytes([b]) for b in range(256)])
+
+
+@pytest.mark.skipif("cpu" not in TIERS, reason="fastpass._C with regex kernels is not built")
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pattern=st.lists(_patterns(), min_size=1, max_size=3).map("".join),
+       texts=st.lists(st.text(alphabet=ALPHABET, max_size=12), min_size=1, max_size=4),
+       cut=st.integers(0, 3), flags=st.sampled_from(FLAG_SETS))
+def test_differential_bytes_and_token_sources(pattern, texts, cut, flags):
+    """The UTF-8 byte source (the GPU's text path) and the token source (ids -> bytes, with a
+    multi-byte character split or cut short) give re's answer on the decoded text."""
+    try:
+        rx = fre.compile(pattern, flags)
+    except (re.error, fre.UnsupportedPattern):
+        assume(False)
+    raw = run(rx.program.code, rx.n_slots, make_items(texts), backend="cpu", text_as_bytes=True)
+    for i, text in enumerate(texts):
+        want = re.search(pattern, text, flags)
+        got = raw.cp_slots[i].tolist() if bool(raw.found[i]) else None
+        assert got == (None if want is None else [x for g in range(rx.groups + 1) for x in want.span(g)])
+    data = [list(t.encode()) for t in texts]
+    data = [d[:len(d) - cut] if len(d) > cut else d for d in data]  # may end inside a character
+    width = max(1, max(len(d) for d in data))
+    ids = torch.full((len(data), width), -1, dtype=torch.int64)
+    for i, d in enumerate(data):
+        ids[i, :len(d)] = torch.tensor(d, dtype=torch.int64)
+    bm = rx.search_batch(ids, token_bytes=BYTE_TABLE, backend="cpu")
+    for i, d in enumerate(data):
+        text = bytes(d).decode("utf-8", "replace")
+        want = re.search(pattern, text, flags)
+        assert bool(bm.found[i]) == (want is not None), (pattern, text)
+        if want is not None:
+            assert [bm.span(i, g) for g in range(rx.groups + 1)] == [want.span(g) for g in range(rx.groups + 1)]

@@ -102,13 +102,14 @@ def _pack_texts(texts, device):
 
 
 def run(code: np.ndarray, n_slots: int, items: Items, occurrence_last=False, grade=None,
-        backend=None, offsets=("cp", "byte")) -> RawResult:
+        backend=None, offsets=("cp", "byte"), text_as_bytes=False) -> RawResult:
     """grade: None or (group, normalize name, gold keys list[str]); offsets: which offset
-    kinds to return (grading alone needs none)."""
+    kinds to return (grading alone needs none); text_as_bytes: give the CPU tier UTF-8 bytes
+    instead of the str objects (the GPU's text path, testable on CPU)."""
     tier = choose_tier(items, n_slots, backend)
     if tier == "reference":
         return _run_reference(code, n_slots, items, occurrence_last, grade)
-    return _run_native(tier, code, n_slots, items, occurrence_last, grade, offsets)
+    return _run_native(tier, code, n_slots, items, occurrence_last, grade, offsets, text_as_bytes)
 
 
 def _threads() -> int:
@@ -118,7 +119,8 @@ def _threads() -> int:
         return os.cpu_count() or 1
 
 
-def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offsets) -> RawResult:
+def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offsets,
+                text_as_bytes=False) -> RawResult:
     C = _backend.native()
     dev = items.device if tier == "cuda" else torch.device("cpu")
     B = items.batch
@@ -135,7 +137,7 @@ def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offse
                 byte_slots=byte_slots.data_ptr() if "byte" in offsets else 0, grade=0,
                 grade_group=0, grade_norm=-1, gold=0, gold_offs=0, scratch=0, scratch_words=0)
     str_items = str_golds = None
-    if items.texts is not None and tier == "cpu":
+    if items.texts is not None and tier == "cpu" and not text_as_bytes:
         str_items = items.texts  # read in place by the C++ tier
     elif items.texts is not None:
         data, offs = _pack_texts(items.texts, dev)
