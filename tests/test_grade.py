@@ -108,6 +108,25 @@ def test_kernel_grading_equals_reference(normalize):
         assert got.tolist() == want, tier
 
 
+@pytest.mark.skipif(not NATIVE, reason="fastpass._C with regex kernels is not built")
+@pytest.mark.parametrize("normalize", ["exact", "strip", "numeric", "boxed"])
+def test_kernel_grading_on_utf8_bytes(normalize):
+    # The GPU's text path (items and gold keys as UTF-8 bytes), run by the CPU tier.
+    from fastpass.grading import _gold_keys
+    from fastpass.regex.batch import make_items, run
+
+    rng = random.Random(normalize + "bytes")
+    answers = [_random_answer(rng) for _ in range(200)]
+    if normalize == "boxed":
+        answers = ["\\boxed{" + a + "}" for a in answers]
+    golds = [rng.choice([a, "42", "0", a.replace("\\boxed{", "")[:-1]]) for a in answers]
+    comps = [f"é <answer>{a}</answer>" for a in answers]
+    rx = fp.regex.compile(fp.R1_ANSWER.pattern, fp.R1_ANSWER.flags)
+    raw = run(rx.program.code, rx.n_slots, make_items(comps), grade=(1, normalize, _gold_keys(golds, normalize)),
+              backend="cpu", offsets=(), text_as_bytes=True)
+    assert (raw.grade > 0).tolist() == [grade_text(a, g, normalize) for a, g in zip(answers, golds)]
+
+
 def test_long_numeric_candidate_is_decided_on_host():
     big = "1" * 400
     comps = [f"<answer>{big}.000</answer>", f"<answer>{big}1</answer>"]

@@ -157,7 +157,7 @@ def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offse
         group, norm, golds = grade
         grade_t = torch.zeros(B, dtype=torch.int8, device=dev)
         args.update(grade=grade_t.data_ptr(), grade_group=group, grade_norm=NORMALIZE_CODES[norm])
-        if tier == "cpu":
+        if tier == "cpu" and not text_as_bytes:
             str_golds = golds
         else:
             gold_data, gold_offs = _pack_texts(golds, dev)
