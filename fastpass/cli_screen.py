@@ -34,7 +34,9 @@ def add_parser(sub) -> None:
         "screen", help="pass@K screen of a model: curve, elicitation gap, predicted post-RL pass@1, GO/SKIP",
         description="Samples n completions per problem with fastpass's shared-prefix sampler, grades them, "
                     "and writes samples.jsonl, report.json, report.md and passk.png. With no --model and "
-                    "no --data it screens the embedded SmolLM2-135M-Instruct on a generated problem set.")
+                    "no --data it screens the embedded SmolLM2-135M-Instruct on a generated problem set. "
+                    "Data parallel: torchrun --nproc_per_node N -m fastpass screen ... shards the problems "
+                    "across ranks (one GPU each) and rank 0 merges the results.")
     p.add_argument("--model", help="local model folder or cached hub id (default: embedded SmolLM2-135M-Instruct)")
     p.add_argument("--gguf", metavar="FILE", help="GGUF file inside --model's folder")
     p.add_argument("--data", metavar="FILE.jsonl", help="problems, one JSON object per line (default: embedded set)")
@@ -64,8 +66,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="default: bfloat16 on GPU, float32 on CPU")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: the cores the "
-                   "load average leaves free, at least 1)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch, per process (default: the "
+                   "cores the load average leaves free, split between torchrun's ranks, at least 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -92,8 +94,8 @@ def run(args) -> int:
     shard, device = init_ranks(args.device)  # one shard unless launched by torchrun
     progress = not args.no_progress and shard.rank == 0
     threads_before = torch.get_num_threads()
-    if device == "cpu":  # ranks on one node split the free cores
-        torch.set_num_threads(max(1, (args.threads or _free_cores(threads_before)) // shard.local_world_size))
+    if device == "cpu":  # --threads is per process; by default the ranks on a node split the free cores
+        torch.set_num_threads(args.threads or max(1, _free_cores(threads_before) // shard.local_world_size))
     try:
         model, tokenizer, name = load_model(args.model, args.gguf, args.dtype, device, progress=progress)
         rep = screen(model, tokenizer, args.data, n_samples=n, ks=ks, pattern=args.pattern, max_new_tokens=max_new,

@@ -207,6 +207,8 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
            "cost_per_pp_usd": cost_per_pp_usd, "device": device, "versions": _versions(),
            "data": _data_name(problems), "problems": len(probs)}
     shard = shard or Shard()
+    if shard.distributed and out_dir is None:
+        raise ScreenError("data-parallel screening needs out_dir (--out): the ranks exchange samples through it")
     if shard.distributed:
         cfg.update(device=f"{shard.world_size} ranks; rank 0: {device}", ranks=shard.world_size)
     fingerprint = _fingerprint(cfg)
