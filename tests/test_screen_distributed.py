@@ -205,3 +205,25 @@ def test_previous_rows_reads_other_files_without_touching_them(tmp_path):
         previous_rows(str(tmp_path), "fp", own, resume=False)
     with pytest.raises(Exception, match="other settings"):
         previous_rows(str(tmp_path), "other-fingerprint", own, resume=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (one NCCL rank each)")
+def test_two_nccl_ranks_equal_one_gpu_process(tiny, tmp_path):
+    """Each rank on its own GPU (cuda:LOCAL_RANK), NCCL group; float32 so that the per-rank batch
+    sizes cannot change a logit enough to flip a draw."""
+    model_dir, data, _, _ = tiny
+    from fastpass.screen.loading import load_model
+
+    model, tok, name = load_model(str(model_dir), dtype="float32", device="cuda:0", progress=False)
+    one = screen(model, tok, str(data), out_dir=tmp_path / "one", progress=False, model_name=name, **SETTINGS)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastpass",
+           "screen", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "dp"),
+           *[a for a in CLI_SETTINGS if a not in ("--device", "cpu")], "--device", "cuda", "--dtype", "float32"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, FASTPASS_DIST_TIMEOUT="120"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _lines(tmp_path / "dp" / "samples.jsonl")
+    assert [r["c"] for r in rows] == one.c.tolist()
+    report = json.loads((tmp_path / "dp" / "report.json").read_text())
+    assert report["config"]["ranks"] == 2 and "cuda:0" in report["config"]["device"]
