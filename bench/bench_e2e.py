@@ -98,6 +98,21 @@ def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_token
     return num_prompts * k * new_tokens / t_fp, num_prompts * k * new_tokens / t_hf, dict(sampler.last_stats)
 
 
+def _hf_single_thread(model, k=16, prompt_len=256, new_tokens=32):
+    """HF generate on the P6 case with one intra-op thread (what fastpass's decode often picks here)."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, model.config.vocab_size, (1, prompt_len), generator=g)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t, _ = _time_once(lambda: model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                                 num_return_sequences=k, max_new_tokens=new_tokens,
+                                                 min_new_tokens=new_tokens, top_k=0), "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    return k * new_tokens / t
+
+
 def roofline_tokens_per_s(model, num_prompts, prompt_len, k, new_tokens, bw=H100_BW, peak=H100_PEAK):
     cfg = model.config
     elem = next(model.parameters()).element_size()
@@ -127,11 +142,16 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
                                                      f"{CPU_SECONDS['hf']:.1f}; decode threads "
                                                      f"{stats.get('threads')}"))
         if not quick:
+            hf_one = _hf_single_thread(model)
+            rows.append(dict(bench="e2e", case="P6 baseline variant: HF generate with torch.set_num_threads(1)",
+                             fastpass=fp_tps, baseline_name="HF generate, 1 thread", baseline=hf_one,
+                             unit="tok/s", ratio=fp_tps / hf_one, note="same fastpass run as above"))
+            best, stats = _compaction_case(model)
             for compact in (False, True):
-                tps, _, st = _eos_heavy_case(model, compact)
+                st = stats[compact]
                 rows.append(dict(bench="e2e", case=f"compaction={compact}: 2 prompts x K=32, 48 new, early EOS",
-                                 fastpass=tps, baseline_name="-", baseline=None, unit="tok/s",
-                                 note=f"compactions={st.get('compactions')}, "
+                                 fastpass=best[compact], baseline_name="-", baseline=None, unit="tok/s",
+                                 note=f"best of 3 interleaved; compactions={st.get('compactions')}, "
                                       f"{100 * st['finished_early']:.0f}% end early"))
         return rows
     model = build(qwen25_15b_config(), "cuda", torch.bfloat16)
@@ -151,9 +171,10 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     return rows
 
 
-def _eos_heavy_case(model, compact):
+def _compaction_case(model, reps=3):
     """Most samples end early: the EOS set is the three tokens most samples draw in their first 12
-    steps (random weights have no real EOS), so compaction has finished rows to drop."""
+    steps (random weights have no real EOS). Same samples with and without compaction (tested);
+    interleaved best-of-reps tokens/s for each setting."""
     import fastpass as fp
 
     g = torch.Generator().manual_seed(2)
@@ -165,12 +186,17 @@ def _eos_heavy_case(model, compact):
         for toks in per_prompt:
             for t in set(toks):
                 counts[t] = counts.get(t, 0) + 1
-    eos = sorted(counts, key=lambda t: -counts[t])[:3]
-    sampler = fp.Sampler(model, compact=compact)
-    t0 = time.perf_counter()
-    batch = sampler.sample(ids, eos_token_id=eos, **kw)
-    t = time.perf_counter() - t0
-    return batch.num_tokens / t, None, {**sampler.last_stats, "finished_early": float((batch.lengths < 48).mean())}
+    kw["eos_token_id"] = sorted(counts, key=lambda t: -counts[t])[:3]
+    best, stats = {}, {}
+    for _ in range(reps):
+        for compact in (False, True):
+            sampler = fp.Sampler(model, compact=compact)
+            t0 = time.perf_counter()
+            batch = sampler.sample(ids, **kw)
+            tps = batch.num_tokens / (time.perf_counter() - t0)
+            best[compact] = max(best.get(compact, 0.0), tps)
+            stats[compact] = {**sampler.last_stats, "finished_early": float((batch.lengths < 48).mean())}
+    return best, stats
 
 
 def main():
