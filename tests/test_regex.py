@@ -47,6 +47,10 @@ CASES = [
     (r"(?x) a b # c", 0, "ab"), (r"(?P<x>a)(?P<y>b)?", 0, "ac"), (r"(?s:.)(.)", 0, "\n\nx"),
     (r"[^\W\d]+", 0, "12ab_é3"), (r"[\s\S]{3}", 0, "a\nb"), (r".", 0, "\n"), (r"", 0, "abc"),
     (r"(?:ab)+?c", 0, "ababc"), (r"(a+)+b", 0, "aaab"), (r"😀+(.)", 0, "x😀😀é"),
+    # fast paths: literal prefix jump, stable .*? fast-forward, literal run to the match
+    (r"<a>(.*?)</a>", re.S, "x<a> y </ <a </a> z"), (r"<a>(.*?)</a>", re.S, "<a><a></a>"),
+    (r"a(.*?)bc", 0, "a\nxbc abc"), (r"x(.*?)yz|x", 0, "x..yz"), (r"(?s)a.*?(b)c", 0, "a bbc"),
+    (r"<a>(.*)</a>", re.S, "<a>1</a>2</a>"), (r"ab(.*?)é(ü)", 0, "abxxéé ü éü"),
 ]
 
 

@@ -675,7 +675,7 @@ FASTPASS_HD void prefix_jump(const Prog& P, int32_t* st, Src& src) {
 // would step it the same way. Skip straight to the next such trigger and move the tracking
 // slots there. Only for programs whose matches start with ASCII and without assertions.
 template <class Src>
-FASTPASS_HD void fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, int32_t cs,
+FASTPASS_HD bool fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, int32_t cs,
                               int32_t ce) {
   const Layout L{P.n_instr, P.n_slots};
   const int32_t s = P.n_slots;
@@ -687,10 +687,10 @@ FASTPASS_HD void fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, i
       const int32_t op = P.instr[4 * pa[i]];
       loop = op == ANY || op == ANYNL;
     }
-    if (!loop) return;
+    if (!loop) return false;
   }
   const int32_t n = st[H_N0 + now];
-  if (n == 0 || n != st[H_N0 + before]) return;
+  if (n == 0 || n != st[H_N0 + before]) return false;
   const int32_t* pa = st + L.pcs(before);
   const int32_t* pb = st + L.pcs(now);
   const int32_t* sa = st + L.slots(before);
@@ -698,22 +698,22 @@ FASTPASS_HD void fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, i
   // A code point that can start a match adds a thread: it is a trigger too (may_start).
   uint32_t trig[4] = {P.first_ascii[0], P.first_ascii[1], P.first_ascii[2], P.first_ascii[3]};
   for (int32_t i = 0; i < n; ++i) {
-    if (pa[i] != pb[i]) return;
+    if (pa[i] != pb[i]) return false;
     const int32_t* ins = P.instr + 4 * pb[i];
     if (ins[0] == CHAR) {
-      if (ins[1] >= 0x80) return;
+      if (ins[1] >= 0x80) return false;
       trig[ins[1] >> 5] |= 1u << (ins[1] & 31);
     } else if (ins[0] == ANYNL) {
       trig['\n' >> 5] |= 1u << ('\n' & 31);
     } else if (ins[0] != ANY) {
-      return;
+      return false;
     }
     for (int32_t k = 0; k < s; ++k) {
       const int32_t va = sa[i * s + k], vb = sb[i * s + k];
-      if (va != vb && !(va == cs && vb == ce)) return;
+      if (va != vb && !(va == cs && vb == ce)) return false;
     }
   }
-  if (c < 0x80 && ((trig[c >> 5] >> (c & 31)) & 1u)) return;
+  if (c < 0x80 && ((trig[c >> 5] >> (c & 31)) & 1u)) return false;
   int single = -1, count = 0;
   for (int w = 0; w < 4; ++w) {
     if (!trig[w]) continue;
@@ -722,10 +722,52 @@ FASTPASS_HD void fast_forward(const Prog& P, int32_t* st, Src& src, int32_t c, i
   }
   src.skip(trig, true, count == 1 ? single : -1);
   const int32_t j = src.offset();
-  if (j == ce) return;
+  if (j == ce) return false;
   for (int32_t i = 0; i < n; ++i)
     for (int32_t k = 0; k < s; ++k)
       if (sb[i * s + k] == ce && sa[i * s + k] == cs) sb[i * s + k] = j;
+  return true;
+}
+
+// When the highest-priority thread is a CHAR starting a straight line of CHAR/SAVE up to MATCH
+// (like "</answer>" at the end of the R1 pattern) and the text ahead spells it, that thread
+// matches and cuts every other: record the match without stepping. The cursor is at the next
+// unit to consume, with no partial UTF-8 sequence pending.
+template <class Src>
+FASTPASS_HD bool run_to_match(const Prog& P, int32_t* st, Src& src) {
+  const Layout L{P.n_instr, P.n_slots};
+  const int32_t s = P.n_slots;
+  const int cur = st[H_CUR];
+  if (st[H_N0 + cur] == 0) return false;
+  int32_t pc = st[L.pcs(cur)];
+  if (P.instr[4 * pc] != CHAR) return false;
+  const int32_t start = src.offset();
+  int32_t* slots = st + L.match();
+  const int32_t* head = st + L.slots(cur);
+  int32_t saves[2 * 8], n_saves = 0;
+  int32_t pos = start, chars = 0;
+  for (;; ++pc) {
+    const int32_t* ins = P.instr + 4 * pc;
+    if (ins[0] == MATCH) break;
+    if (ins[0] == SAVE) {
+      if (n_saves == 8) { src.seek(start); return false; }
+      saves[2 * n_saves] = ins[1]; saves[2 * n_saves + 1] = pos; ++n_saves;
+      continue;
+    }
+    if (ins[0] != CHAR || ++chars > 64) { src.seek(start); return false; }
+    uint8_t enc[4];
+    const int w = Src::kCodepoints ? 1 : utf8_encode(ins[1], enc);
+    for (int k = 0; k < w; ++k) {
+      const uint32_t want = Src::kCodepoints ? (uint32_t)ins[1] : enc[k];
+      if (!src.has() || src.get() != want) { src.seek(start); return false; }
+      src.advance();
+    }
+    pos += w;
+  }
+  for (int32_t k = 0; k < s; ++k) slots[k] = head[k];
+  for (int32_t k = 0; k < n_saves; ++k) slots[saves[2 * k]] = saves[2 * k + 1];
+  st[H_STATUS] |= 1 | 2;
+  return true;
 }
 
 // Leftmost-first search from offset `from` (prev: the code point before it); the match
@@ -783,7 +825,8 @@ FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, i
     if (st[H_STATUS] & 2) return true;
     src.advance();
     if (fast && k == 1 && d.need == 0 && !(st[H_STATUS] & 1) && src.has())
-      fast_forward(P, st, src, out[0], out[1], out[2]);
+      if (fast_forward(P, st, src, out[0], out[1], out[2]) && run_to_match(P, st, src))
+        return true;
   }
   const int32_t end = src.offset();
   if (flush<Src>(d, end, out)) vm_push(P, st, out[0], out[1], out[2]);
