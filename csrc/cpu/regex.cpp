@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "fastpass/regex_api.h"
-#include "fastpass/regex_vm.h"
+#include "fastpass/regex_grade.h"
 
 namespace fastpass {
 

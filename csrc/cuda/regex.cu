@@ -4,7 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "fastpass/regex_api.h"
-#include "fastpass/regex_vm.h"
+#include "fastpass/regex_grade.h"
 
 namespace fastpass {
 namespace {
