@@ -3,8 +3,9 @@
 On a loaded machine small GEMMs can run far slower with every core than with one (threads wait at
 OpenMP barriers for a descheduled sibling: 15 ms vs 0.6 ms was measured for one [16, 576] x
 [576, 1536] matmul on the 2-core build machine); on an idle machine more threads win. So the
-engine times a few real decode steps under each candidate count, keeps the fastest and re-probes
-periodically, and picks the prefill count with a small probe matmul of the model's own shape."""
+engine times a probe matmul of the model's own layer shape (decode rows, or prompt tokens for
+prefill) under each candidate count, keeps the fastest, and re-probes periodically. Probing with
+the real steps was tried first: one step at the bad setting cost seconds under load."""
 from __future__ import annotations
 
 import contextlib
@@ -36,40 +37,35 @@ def _timed(fn, threads: int) -> float:
     return time.perf_counter() - t0
 
 
-def pick_for_prefill(model, tokens: int, options: list[int]) -> int:
-    """Fastest of ``options`` for a matmul like the model's first linear layer on ``tokens`` rows."""
-    if len(options) < 2:
+def _probe_layer(model):
+    return next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
+
+
+def pick(model, rows: int, options: list[int]) -> int:
+    """Fastest of ``options`` for a matmul shaped like the model's first linear layer on ``rows`` rows
+    (a few ms; the pathology it detects is per-op, so the proxy tracks the real forward)."""
+    layer = _probe_layer(model)
+    if len(options) < 2 or layer is None:
         return options[0]
-    layer = next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
-    if layer is None:
-        return options[0]
-    x = torch.randn(min(tokens, 512), layer.in_features, dtype=layer.weight.dtype)
+    x = torch.randn(max(1, min(rows, 512)), layer.in_features, dtype=layer.weight.dtype)
     probe = lambda: torch.nn.functional.linear(x, layer.weight)
     best = {th: min(_timed(probe, th) for _ in range(3)) for th in options}
     return min(best, key=best.get)
 
 
 class StepThreads:
-    """Runs decode steps, alternating thread counts while probing, then the fastest one."""
+    """Runs decode steps with the thread count a probe matmul of the step's shape finds fastest,
+    re-probed every ``REPROBE_EVERY`` steps (machine load drifts)."""
 
-    def __init__(self, options: list[int]):
-        self.options = options
-        self.best = options[0]
-        self._probe = [th for th in options for _ in range(2)] if len(options) > 1 else []
-        self._times: dict[int, float] = {}
+    def __init__(self, model, rows: int, options: list[int]):
+        self.model, self.rows, self.options = model, rows, options
+        self.best = None
         self._since = 0
 
     def run(self, step) -> None:
-        if self._probe:
-            th = self._probe.pop(0)
-            self._times[th] = min(self._times.get(th, float("inf")), _timed(step, th))
-            if not self._probe:
-                self.best = min(self._times, key=self._times.get)
-                torch.set_num_threads(self.best)
-                self._times.clear()
-            return
+        if self.best is None or self._since >= REPROBE_EVERY:
+            self.best = pick(self.model, self.rows, self.options)
+            self._since = 0
+        torch.set_num_threads(self.best)
         step()
         self._since += 1
-        if self._since >= REPROBE_EVERY and len(self.options) > 1:
-            self._since = 0
-            self._probe = list(self.options)

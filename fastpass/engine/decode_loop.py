@@ -130,9 +130,8 @@ class ChunkDecoder:
         threads = None
         if dev.type == "cpu":
             options = cpu_threads.candidates()
-            torch.set_num_threads(cpu_threads.pick_for_prefill(self.adapter.model, sum(map(len, prompts)),
-                                                               options))
-            threads = cpu_threads.StepThreads(options)
+            torch.set_num_threads(cpu_threads.pick(self.adapter.model, sum(map(len, prompts)), options))
+            threads = cpu_threads.StepThreads(self.adapter.model, self.store.num_seqs, options)
         first = self.adapter.prefill(self.store, prompts)
         self._record(self._sample(first.index_select(0, self.store.prompt_of_seq)))
         self.step_t.add_(1)
