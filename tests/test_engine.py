@@ -135,6 +135,23 @@ def test_plan_chunks_covers_every_sample_once():
     assert all(sum(it.count for it in c) <= 7 for c in chunks)
 
 
+def test_cpu_thread_choice_is_restored_and_does_not_change_samples():
+    from fastpass.engine import cpu_threads
+
+    model = tiny_model("llama", seed=10)
+    before = torch.get_num_threads()
+    assert cpu_threads.pick(model, 16, cpu_threads.candidates()) in cpu_threads.candidates()
+    kw = dict(n=4, max_new_tokens=40, seed=3)  # > REPROBE_EVERY steps: probes run mid-decode
+    a = fp.Sampler(model).sample([[1, 2, 3]], **kw)
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(1)
+    try:
+        b = fp.Sampler(model).sample([[1, 2, 3]], **kw)
+    finally:
+        torch.set_num_threads(before)
+    assert a.tokens == b.tokens
+
+
 def test_model_state_restored_after_error():
     model = tiny_model("llama")
     model.train()

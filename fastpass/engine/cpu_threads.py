@@ -49,7 +49,8 @@ def pick(model, rows: int, options: list[int]) -> int:
         return options[0]
     x = torch.randn(max(1, min(rows, 512)), layer.in_features, dtype=layer.weight.dtype)
     probe = lambda: torch.nn.functional.linear(x, layer.weight)
-    best = {th: min(_timed(probe, th) for _ in range(3)) for th in options}
+    with restored_threads():
+        best = {th: min(_timed(probe, th) for _ in range(3)) for th in options}
     return min(best, key=best.get)
 
 
