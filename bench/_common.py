@@ -101,3 +101,27 @@ def report(rows: list[dict], device: str = "cpu", write_csv: bool = True) -> str
             for r in rows:
                 w.writerow({**env, **r})
     return text
+
+
+def bench_parser(doc: str | None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help="small sizes (about a minute on CPU)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    return ap
+
+
+def run_and_report(run, args) -> None:
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("bench: --device cuda needs a CUDA GPU and a CUDA build of torch; "
+                             "use --device cpu here")
+    report(run(args.quick, args.device), args.device)
+
+
+def main_for(run, doc: str | None) -> None:
+    """The whole command line of a bench_<area>.py: --quick, --device, run, report."""
+    run_and_report(run, bench_parser(doc).parse_args())

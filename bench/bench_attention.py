@@ -10,12 +10,11 @@ tier of the engine) against SDPA.
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 import torch.nn.functional as F
 
-from bench._common import report, sync, timeit
+from bench._common import sync, timeit, bench_parser, run_and_report
 from fastpass import attention as A
 
 
@@ -267,16 +266,13 @@ def sweep(device: str = "cuda", shape=(128, 4096, 256, 12, 2, 128)) -> dict:
     return best
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+def main() -> None:
+    ap = bench_parser(__doc__)
     ap.add_argument("--sweep", action="store_true", help="GPU: tune launch configs first")
     args = ap.parse_args()
     if args.sweep:
         sweep(args.device)
-    report(run(quick=args.quick, device=args.device), args.device)
-
+    run_and_report(run, args)
 
 if __name__ == "__main__":
     main()

@@ -6,13 +6,12 @@ t_step >= max(bytes/BW, 2*params*B/peak), bytes = weights + each prefix's KV onc
 Random weights: EOS is disabled so both sides generate exactly the same number of tokens."""
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import torch
 
-from bench._common import report, sync
+from bench._common import report, sync, main_for
 
 H100_BW = 3.0e12
 H100_PEAK = 790e12
@@ -205,13 +204,8 @@ def _compaction_case(model, reps=3):
     return best, stats
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    args = ap.parse_args()
-    report(run(args.quick, args.device), args.device)
-
+def main() -> None:
+    main_for(run, __doc__)
 
 if __name__ == "__main__":
     main()

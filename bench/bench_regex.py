@@ -4,13 +4,12 @@ loop on one core. CPU tier always (all cores of this machine, and one thread for
 figure); GPU tier on token ids resident on the device, and on text (packing + copy included)."""
 from __future__ import annotations
 
-import argparse
 import random
 import re
 
 import torch
 
-from bench._common import report, timeit
+from bench._common import timeit, main_for
 
 ASCII_WORDS = ("the of and to in is that it for as with was on be by this are or an at from which "
                "so we can let number answer step first then therefore total each sum value "
@@ -130,12 +129,7 @@ def _threads() -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    args = ap.parse_args()
-    report(run(args.quick, args.device), args.device)
-
+    main_for(run, __doc__)
 
 if __name__ == "__main__":
     main()

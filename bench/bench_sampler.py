@@ -11,11 +11,10 @@ CPU (--quick): the reference tier (what the CPU engine calls) at the SmolLM2 voc
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
-from bench._common import report, timeit
+from bench._common import timeit, main_for
 from fastpass import sampling as S
 
 _PEAK_BW = {"H100 PCIe": 2.0e12, "H100 NVL": 3.9e12, "H100": 3.35e12, "H200": 4.8e12,
@@ -192,13 +191,8 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     return _cpu_rows(quick)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    args = ap.parse_args()
-    report(run(args.quick, args.device), args.device)
-
+def main() -> None:
+    main_for(run, __doc__)
 
 if __name__ == "__main__":
     main()
