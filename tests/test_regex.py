@@ -20,7 +20,7 @@ def spans(m, groups):
     return None if m is None else [m.span(g) for g in range(groups + 1)]
 
 
-def check(pattern, text, flags=0, tiers=TIERS):
+def check_same_as_re(pattern, text, flags=0, tiers=TIERS):
     want = re.search(pattern, text, flags)
     rx = fre.compile(pattern, flags)
     for tier in tiers:
@@ -56,7 +56,7 @@ CASES = [
 
 @pytest.mark.parametrize("pattern,flags,text", CASES)
 def test_hand_picked(pattern, flags, text):
-    check(pattern, text, flags)
+    check_same_as_re(pattern, text, flags)
 
 
 def test_match_object_api():
@@ -177,7 +177,7 @@ def test_differential_against_re(pattern, text, flags):
     except fre.UnsupportedPattern as exc:
         assert "empty string" in str(exc)  # the only refusal the grammar can trigger
         assume(False)
-    check(pattern, text, flags)
+    check_same_as_re(pattern, text, flags)
 
 
 BYTE_TABLE = from_bytes([bytes([b]) for b in range(256)])
