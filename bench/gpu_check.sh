@@ -4,7 +4,9 @@
 # builds the extension, runs `pytest -m gpu`, runs every bench in GPU mode, and writes logs and
 # a summary to OUTDIR. Wheels for missing pure-Python test deps may be carried in .whl/.
 # GPU_CHECK_FULL=1 runs e2e at full SPEC sizes (slower); passk/sampler/attention/regex always do.
-# GPU_CHECK_TESTS / GPU_CHECK_BENCHES narrow the run (default: all tests, all benches).
+# GPU_CHECK_TESTS / GPU_CHECK_BENCHES narrow the run (default: all tests, all benches);
+# GPU_CHECK_FIGURE=1 also draws bench/plot_throughput.py's figure into OUTDIR.
+# On the device tool, pass the commit: FASTPASS_COMMIT=<sha> bash bench/gpu_check.sh "$OUT".
 set -u
 OUT="${1:?usage: bash bench/gpu_check.sh OUTDIR}"
 mkdir -p "$OUT"
@@ -48,5 +50,9 @@ for b in ${GPU_CHECK_BENCHES:-passk sampler attention regex e2e}; do
   status "bench $b: rc=$rc ($(( $(date +%s) - t0 )) s)"
   grep -E "^\|" "$OUT/bench_$b.log" | tee -a "$SUMMARY" >/dev/null
 done
+if [ "${GPU_CHECK_FIGURE:-0}" = 1 ]; then  # tokens/s vs K and prompt length, fastpass vs HF (minutes)
+  timeout 300 $PY -m bench.plot_throughput --device cuda --out "$OUT/throughput.png" > "$OUT/figure.log" 2>&1
+  status "figure: rc=$? (throughput.png, throughput.json)"
+fi
 cp bench/results.csv "$OUT/results.csv" 2>/dev/null
 echo "---- summary ----"; cat "$SUMMARY"
