@@ -153,13 +153,19 @@ def _stream_all(rx, ids, lengths, tb, device="cpu"):
     return streamer, first_final
 
 
+def _mostly_ascii_ids(rows, cols, seed):
+    """Token ids, 70% printable-ASCII byte tokens, plus a random valid length per row."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.where(torch.rand(rows, cols, generator=g) < 0.7,
+                      torch.randint(0x20, 0x7f, (rows, cols), generator=g),
+                      torch.randint(0, BYTE_TABLE.vocab_size, (rows, cols), generator=g))
+    return ids, torch.randint(0, cols + 1, (rows,), generator=g)
+
+
 @needs_native
 @pytest.mark.parametrize("pattern,flags", PATTERNS)
 def test_streaming_equals_batch(pattern, flags):
-    g = torch.Generator().manual_seed(9)
-    ids = torch.where(torch.rand(32, 48, generator=g) < 0.7, torch.randint(0x20, 0x7f, (32, 48), generator=g),
-                      torch.randint(0, BYTE_TABLE.vocab_size, (32, 48), generator=g))
-    lengths = torch.randint(0, 49, (32,), generator=g)
+    ids, lengths = _mostly_ascii_ids(32, 48, seed=9)
     rx = fre.compile(pattern, flags)
     streamer, first_final = _stream_all(rx, ids, lengths, BYTE_TABLE)
     bm = rx.search_batch(ids, token_bytes=BYTE_TABLE, lengths=lengths, backend="cpu")
@@ -177,10 +183,7 @@ def test_streaming_equals_batch(pattern, flags):
 @pytest.mark.parametrize("pattern,flags", PATTERNS)
 def test_streaming_cpu_equals_reference(pattern, flags):
     # The reference streamer re-runs the Python VM on each row's text so far.
-    g = torch.Generator().manual_seed(21)
-    ids = torch.where(torch.rand(12, 24, generator=g) < 0.7, torch.randint(0x20, 0x7f, (12, 24), generator=g),
-                      torch.randint(0, BYTE_TABLE.vocab_size, (12, 24), generator=g))
-    lengths = torch.randint(0, 25, (12,), generator=g)
+    ids, lengths = _mostly_ascii_ids(12, 24, seed=21)
     rx = fre.compile(pattern, flags)
     ref = rx.streamer(12, BYTE_TABLE, backend="reference")
     cpu = rx.streamer(12, BYTE_TABLE, backend="cpu")
