@@ -48,7 +48,7 @@ def pick(model, rows: int, options: list[int]) -> int:
     if len(options) < 2 or layer is None:
         return options[0]
     x = torch.randn(max(1, min(rows, 512)), layer.in_features, dtype=layer.weight.dtype)
-    probe = lambda: torch.nn.functional.linear(x, layer.weight)
+    probe = lambda: layer(x)  # the layer's own forward: packed weights when the engine installed them
     with restored_threads():
         best = {th: min(_timed(probe, th) for _ in range(3)) for th in options}
     return min(best, key=best.get)

@@ -1,6 +1,7 @@
 """``fp.Sampler``: n samples per prompt with each prompt's KV stored once; ``SampleBatch`` results."""
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from fastpass._backend import triton_interpreted
+from fastpass.engine import packed_linear
 from fastpass.engine.cpu_threads import restored_threads
 from fastpass.engine.decode_loop import REASON_NAMES, DecodeParams
 from fastpass.engine.model_adapter import ModelAdapter
@@ -88,11 +90,16 @@ class Sampler:
 
     Options: ``backend`` forces a kernel tier; ``use_graph`` (default: on CUDA) captures the decode
     step in a CUDA graph; ``compact`` (default on; eager decoding only) drops finished rows once half
-    of a chunk has finished; ``max_rows`` caps the samples decoded together."""
+    of a chunk has finished; ``max_rows`` caps the samples decoded together; ``pack_weights``
+    (default: on CPU for models with >= 32 MiB of linear weights, memory permitting) runs the linear
+    layers on a oneDNN-packed copy of their weights, kept per model and repacked when they change."""
 
     def __init__(self, model, tokenizer=None, backend: str | None = None, use_graph: bool | None = None,
-                 compact: bool | None = None, max_rows: int | None = None):
+                 compact: bool | None = None, max_rows: int | None = None, pack_weights: bool | None = None):
         self.adapter = ModelAdapter(model)
+        self._packed = None
+        if self.adapter.device.type == "cpu" and packed_linear.enabled(model, pack_weights):
+            self._packed = packed_linear.for_model(model)
         self.model, self.tokenizer = model, tokenizer
         if (backend is None and self.adapter.device.type == "cpu" and triton_interpreted()
                 and not os.environ.get("FASTPASS_BACKEND")):
@@ -183,7 +190,8 @@ class Sampler:
                               top_k=int(top_k), top_p=float(top_p), min_p=float(min_p), seed=int(seed),
                               eos_ids=eos, pad_id=int(pad_token_id), stop=stop, token_bytes=token_bytes,
                               use_graph=self.use_graph, compact=self.compact, backend=self.backend)
-        with self.adapter.attached(), restored_threads():
+        packed = self._packed.installed() if self._packed is not None else contextlib.nullcontext()
+        with self.adapter.attached(), restored_threads(), packed:
             chunks = plan_chunks(self.adapter, ids, n, stream_ids, max_new_tokens,
                                  budget=memory_budget(self.adapter), max_rows=self.max_rows)
             tokens, lengths, reasons, stats = run_chunks(self.adapter, chunks, len(ids), n, params, on_chunk)
