@@ -59,7 +59,7 @@ def _time_once(fn, device, label=None):
 
 
 def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_tokens=None, reps=1,
-             hf_reps=None):
+             hf_reps=None, **sampler_kw):
     """Returns (fastpass tokens/s, HF tokens/s, stats). When HF runs fewer new tokens than fastpass
     (GPU quick mode), its time for ``new_tokens`` is extrapolated linearly from runs with 1 and
     ``hf_new_tokens`` new tokens; HF's per-step cost grows with the cache, so this favours HF."""
@@ -67,9 +67,9 @@ def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_token
 
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1, model.config.vocab_size, (num_prompts, prompt_len), generator=g)
-    sampler = fp.Sampler(model)
+    sampler = fp.Sampler(model, **sampler_kw)
     run = lambda: sampler.sample(ids.tolist(), n=k, max_new_tokens=new_tokens, temperature=1.0, seed=0)
-    run_small = lambda: fp.Sampler(model).sample(ids[:1, :8].tolist(), n=2, max_new_tokens=4)
+    run_small = lambda: fp.Sampler(model, **sampler_kw).sample(ids[:1, :8].tolist(), n=2, max_new_tokens=4)
     _time_once(run_small, device)  # warm-up: kernels compiled, allocator settled
     dev_ids = ids.to(device)
 
@@ -143,8 +143,14 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
                                                      f"{load:.1f} -> {os.getloadavg()[0]:.1f}; process CPU "
                                                      f"seconds {CPU_SECONDS['fastpass']:.1f} vs "
                                                      f"{CPU_SECONDS['hf']:.1f}; decode threads "
-                                                     f"{stats.get('threads')}"))
+                                                     f"{stats.get('threads')}; packed weights "
+                                                     f"{stats.get('packed_weights')}"))
         if not quick:
+            plain_tps, _, _ = run_case(model, 1, 256, 16, 32, "cpu", reps=2, hf_reps=0, pack_weights=False)
+            rows.append(dict(bench="e2e", case="P6 variant: fastpass with pack_weights=False",
+                             fastpass=plain_tps, baseline_name="HF generate", baseline=hf_tps, unit="tok/s",
+                             ratio=plain_tps / hf_tps, note="HF from the row above; the shared-prefix "
+                                                            "engine on torch's own GEMMs"))
             hf_one = _hf_single_thread(model)
             rows.append(dict(bench="e2e", case="P6 baseline variant: HF generate with torch.set_num_threads(1)",
                              fastpass=fp_tps, baseline_name="HF generate, 1 thread", baseline=hf_one,

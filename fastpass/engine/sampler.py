@@ -195,7 +195,7 @@ class Sampler:
             chunks = plan_chunks(self.adapter, ids, n, stream_ids, max_new_tokens,
                                  budget=memory_budget(self.adapter), max_rows=self.max_rows)
             tokens, lengths, reasons, stats = run_chunks(self.adapter, chunks, len(ids), n, params, on_chunk)
-        self.last_stats = stats
+        self.last_stats = {**stats, "packed_weights": self._packed is not None}
         lengths_np = lengths.numpy()
         toks = tokens.tolist()
         out = [[toks[i][j][:lengths_np[i, j]] for j in range(n)] for i in range(len(ids))]
