@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from bench import vllm_baseline
 from bench._common import report, sync, main_for
 
 H100_BW = 3.0e12
@@ -58,6 +59,17 @@ def _time_once(fn, device, label=None):
     return time.perf_counter() - t0, out
 
 
+def prompt_ids(model, num_prompts, prompt_len):
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(1, model.config.vocab_size, (num_prompts, prompt_len), generator=g)
+
+
+def vllm_row(model, case, num_prompts, prompt_len, k, new_tokens, fp_tps):
+    vllm_tps, note = vllm_baseline.tokens_per_s(model, prompt_ids(model, num_prompts, prompt_len), k, new_tokens)
+    return dict(bench="e2e", case=case, fastpass=fp_tps, baseline_name="vLLM (n=K, prefix caching)",
+                baseline=vllm_tps, unit="tok/s", ratio=fp_tps / vllm_tps if vllm_tps else None, note=note)
+
+
 def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_tokens=None, reps=1,
              hf_reps=None, **sampler_kw):
     """Returns (fastpass tokens/s, HF tokens/s, stats). When HF runs fewer new tokens than fastpass
@@ -65,8 +77,7 @@ def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_token
     ``hf_new_tokens`` new tokens; HF's per-step cost grows with the cache, so this favours HF."""
     import fastpass as fp
 
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, model.config.vocab_size, (num_prompts, prompt_len), generator=g)
+    ids = prompt_ids(model, num_prompts, prompt_len)
     sampler = fp.Sampler(model, **sampler_kw)
     run = lambda: sampler.sample(ids.tolist(), n=k, max_new_tokens=new_tokens, temperature=1.0, seed=0)
     run_small = lambda: fp.Sampler(model, **sampler_kw).sample(ids[:1, :8].tolist(), n=2, max_new_tokens=4)
@@ -117,17 +128,29 @@ def _hf_single_thread(model, k=16, prompt_len=256, new_tokens=32):
 
 
 def roofline_tokens_per_s(model, num_prompts, prompt_len, k, new_tokens, bw=H100_BW, peak=H100_PEAK):
+    """Upper bound on tokens/s: each prompt prefilled once (compute), then every decode step at
+    max(bytes/BW, 2*params*B/peak) with bytes = weights + each prefix's KV once + each suffix's KV."""
     cfg = model.config
     elem = next(model.parameters()).element_size()
     params = sum(p.numel() for p in model.parameters())
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv_tok = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * elem
     b = num_prompts * k
-    total = 0.0
+    total = 2 * params * num_prompts * prompt_len / peak
     for s in range(new_tokens):
         bytes_step = params * elem + num_prompts * prompt_len * kv_tok + b * s * kv_tok
         total += max(bytes_step / bw, 2 * params * b / peak)
     return b * new_tokens / total
+
+
+def cpu_bandwidth_and_peak() -> tuple[float, float]:
+    """This machine's practical limits at the current thread count, measured now: bytes/s of a sum
+    over 512 MB, FLOP/s of a 2048^3 fp32 matmul (best of 3 each)."""
+    big = torch.ones(128 << 20)
+    a = torch.randn(2048, 2048)
+    t_sum = min(_time_once(big.sum, "cpu")[0] for _ in range(3))
+    t_mm = min(_time_once(lambda: a @ a, "cpu")[0] for _ in range(3))
+    return big.numel() * 4 / t_sum, 2 * 2048 ** 3 / t_mm
 
 
 def run(quick: bool = False, device: str = "cpu") -> list[dict]:
@@ -137,14 +160,19 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
         load = os.getloadavg()[0]
         CPU_SECONDS.clear()
         fp_tps, hf_tps, stats = run_case(model, 1, 256, 16, 32, "cpu", reps=1 if quick else 2)
+        bw, peak = cpu_bandwidth_and_peak()
+        roof = roofline_tokens_per_s(model, 1, 256, 16, 32, bw=bw, peak=peak)
         rows.append(dict(bench="e2e", case="P6 SmolLM2-135M shape, prompt 256, K=16, 32 new (fp32)",
                          fastpass=fp_tps, baseline_name="HF generate", baseline=hf_tps, unit="tok/s",
-                         ratio=fp_tps / hf_tps, note=f"{torch.get_num_threads()} threads, load average "
+                         ratio=fp_tps / hf_tps, roofline_frac=fp_tps / roof,
+                         note=f"roofline {roof:.0f} tok/s (measured {bw / 1e9:.0f} GB/s, {peak / 1e9:.0f} GFLOP/s; "
+                              f"prefill once + decode steps); {torch.get_num_threads()} threads, load average "
                                                      f"{load:.1f} -> {os.getloadavg()[0]:.1f}; process CPU "
                                                      f"seconds {CPU_SECONDS['fastpass']:.1f} vs "
                                                      f"{CPU_SECONDS['hf']:.1f}; decode threads "
                                                      f"{stats.get('threads')}; packed weights "
                                                      f"{stats.get('packed_weights')}"))
+        rows.append(vllm_row(model, "P6 vs vLLM", 1, 256, 16, 32, fp_tps))
         if not quick:
             plain_tps, _, _ = run_case(model, 1, 256, 16, 32, "cpu", reps=2, hf_reps=0, pack_weights=False)
             rows.append(dict(bench="e2e", case="P6 variant: fastpass with pack_weights=False",
@@ -179,6 +207,7 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
                          note=("HF generate ran out of memory; " if hf_tps != hf_tps else "")
                          + f"decode roofline {roof:.4g} tok/s (BW 3.0e12, 790 TFLOP/s); graph chunks "
                               f"{stats.get('graph_chunks')}/{stats.get('chunks')}"))
+        rows.append(vllm_row(model, f"{name} vs vLLM", p, lp, k, new, fp_tps))
     return rows
 
 

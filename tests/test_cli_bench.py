@@ -113,3 +113,48 @@ def test_absent_optional_baselines_are_named(monkeypatch):
         "vLLM: not installed (pip install vllm to measure it as a baseline)"]
     assert cli_bench.missing_baselines("attention", [{"baseline_name": "FlashInfer cascade"}]) == []
     assert cli_bench.missing_baselines("passk", []) == []
+
+
+def test_vllm_baseline_calls_vllm_with_n_k_and_prefix_caching(monkeypatch):
+    """A stand-in ``vllm`` module records what the baseline asks for and returns K outputs per prompt."""
+    import types
+
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from bench import vllm_baseline
+    from fastpass.engine.tiny_models import tiny_model
+
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kw):
+            calls["init"] = kw
+            assert (Path(kw["model"]) / "config.json").is_file()
+
+        def generate(self, prompts, params, use_tqdm=True):
+            calls.setdefault("generate", []).append((prompts, params))
+            one = lambda: types.SimpleNamespace(token_ids=[1] * params.kw["max_tokens"])
+            return [types.SimpleNamespace(outputs=[one() for _ in range(params.kw["n"])]) for _ in prompts]
+
+    fake = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: types.SimpleNamespace(kw=kw),
+                                 __version__="0.test")
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    ids = torch.randint(1, 111, (3, 9))
+    tps, note = vllm_baseline.tokens_per_s(tiny_model("llama"), ids, k=4, new_tokens=5)
+    assert tps > 0 and "0.test" in note and "prefix caching on" in note
+    init = calls["init"]
+    assert init["enable_prefix_caching"] and init["load_format"] == "dummy" and init["dtype"] == "float32"
+    assert not Path(init["model"]).exists(), "the temporary config directory is removed"
+    prompts, params = calls["generate"][-1]
+    assert [p["prompt_token_ids"] for p in prompts] == ids.tolist()
+    assert params.kw["n"] == 4 and params.kw["max_tokens"] == params.kw["min_tokens"] == 5
+    assert params.kw["ignore_eos"]
+
+    class Broken(LLM):
+        def __init__(self, **kw):
+            raise RuntimeError("no memory left")
+
+    fake.LLM = Broken
+    tps, note = vllm_baseline.tokens_per_s(tiny_model("llama"), ids, k=4, new_tokens=5)
+    assert tps is None and note.startswith("vLLM failed: RuntimeError: no memory left")
