@@ -1,3 +1,4 @@
+#include <string>
 #include <vector>
 
 #include "bind_util.h"
@@ -55,7 +56,8 @@ StrView str_view(const py::object& seq) {
   v.data.resize(n); v.kind.resize(n); v.len.resize(n);
   for (size_t i = 0; i < n; ++i) {
     PyObject* s = items[i].ptr();
-    if (!PyUnicode_Check(s)) throw py::type_error("regex items must be str");
+    if (!PyUnicode_Check(s))
+      throw py::type_error(std::string("items must be str or a token-id tensor, got ") + Py_TYPE(s)->tp_name);
     v.data[i] = PyUnicode_DATA(s);
     v.kind[i] = (int32_t)PyUnicode_KIND(s);
     v.len[i] = (int64_t)PyUnicode_GET_LENGTH(s);

@@ -127,6 +127,19 @@ def test_kernel_grading_on_utf8_bytes(normalize):
     assert (raw.grade > 0).tolist() == [grade_text(a, g, normalize) for a, g in zip(answers, golds)]
 
 
+@pytest.mark.parametrize("tier", TIERS)
+def test_strip_golds_are_stripped_by_the_grader(tier):
+    """Golds go to the kernels unstripped; the comparison ignores their str.strip() whitespace only."""
+    answers = ["42", " 4 2 ", "", "\u3000x\u3000", "x", "a b"]
+    golds = ["\u3000 42\n", "4 2", " \t\xa0", "x", "\u200bx", " a  b "]
+    want = [a.strip() == g.strip() for a, g in zip(answers, golds)]
+    assert want == [True, True, True, True, False, False]
+    comps = [f"<answer>{a}</answer>" for a in answers]
+    assert fp.grade(comps, golds, normalize="strip", backend=tier).tolist() == want
+    boxed = [f"<answer>\\boxed{{{a}}}</answer>" for a in answers]
+    assert fp.grade(boxed, golds, normalize="boxed", backend=tier).tolist() == want
+
+
 def test_long_numeric_candidate_is_decided_on_host():
     big = "1" * 400
     comps = [f"<answer>{big}.000</answer>", f"<answer>{big}1</answer>"]
@@ -135,6 +148,9 @@ def test_long_numeric_candidate_is_decided_on_host():
 
 
 def test_grade_input_errors():
+    for tier in TIERS:
+        with pytest.raises(TypeError, match="items must be str or a token-id tensor, got int"):
+            fp.grade(["<answer>1</answer>", 7], ["1", "7"], backend=tier)
     with pytest.raises(ValueError, match="one gold per completion"):
         fp.grade(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="normalize"):

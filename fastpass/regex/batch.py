@@ -68,11 +68,13 @@ def make_items(items, token_bytes=None, lengths=None) -> Items:
         return Items(ids=ids, lengths=lengths.contiguous(), token_bytes=token_bytes)
     if isinstance(items, str):
         raise TypeError("search_batch takes a list of str (use .search for one string)")
-    texts = items if type(items) is list else list(items)
+    return Items(texts=items if type(items) is list else list(items))  # str-checked by run()
+
+
+def check_texts(texts: list) -> None:
     if not set(map(type, texts)) <= {str}:
         bad = next(t for t in texts if not isinstance(t, str))
         raise TypeError(f"items must be str or a token-id tensor, got {type(bad).__name__}")
-    return Items(texts=texts)
 
 
 @dataclass
@@ -107,6 +109,8 @@ def run(code: np.ndarray, n_slots: int, items: Items, occurrence_last=False, gra
     kinds to return (grading alone needs none); text_as_bytes: give the CPU tier UTF-8 bytes
     instead of the str objects (the GPU's text path, testable on CPU)."""
     tier = choose_tier(items, n_slots, backend)
+    if items.texts is not None and (tier != "cpu" or text_as_bytes):
+        check_texts(items.texts)  # the C++ tier checks each str as it reads it in place
     if tier == "reference":
         return _run_reference(code, n_slots, items, occurrence_last, grade)
     return _run_native(tier, code, n_slots, items, occurrence_last, grade, offsets, text_as_bytes)

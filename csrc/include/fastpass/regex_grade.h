@@ -48,15 +48,23 @@ struct GoldReader {
   }
 };
 
-// Whether the code points of src[b, e) equal the gold key's.
+// Whether the code points of src[b, e) equal the gold key's; with strip_gold, the gold's leading
+// and trailing str.strip() whitespace is ignored (the host passes golds unstripped: no Python pass).
 template <class Src, class Gold>
-FASTPASS_HD bool equal_range(Src& src, int32_t b, int32_t e, const Gold& gold) {
+FASTPASS_HD bool equal_range(Src& src, int32_t b, int32_t e, const Gold& gold, bool strip_gold = false) {
   GoldReader<Gold> g(gold);
+  int32_t want = g.next();
+  if (strip_gold) while (want != kEnd && is_py_space(want)) want = g.next();
   bool same = true;
   decode_range(src, b, e, [&](int32_t cp, int32_t, int32_t) {
-    if (same && g.next() != cp) same = false;
+    if (!same) return;
+    if (want != cp) { same = false; return; }
+    want = g.next();
   });
-  return same && g.next() == kEnd;
+  if (!same) return false;
+  // src[b, e) was stripped too, so gold = space* src space* exactly when the rest is all space
+  if (strip_gold) while (want != kEnd && is_py_space(want)) want = g.next();
+  return want == kEnd;
 }
 
 // [b, e) with Python str.strip() whitespace removed.
@@ -142,7 +150,7 @@ FASTPASS_HD int8_t grade_range(Src& src, int32_t b, int32_t e, int32_t norm, con
     norm = N_STRIP;
   }
   if (norm == N_STRIP) strip_range(src, b, e);
-  if (norm == N_EXACT || norm == N_STRIP) return equal_range(src, b, e, gold) ? 1 : 0;
+  if (norm == N_EXACT || norm == N_STRIP) return equal_range(src, b, e, gold, norm == N_STRIP) ? 1 : 0;
   // numeric: drop '$' and ',', strip, drop trailing '.', then the canonical decimal.
   int32_t n = 0;
   bool overflow = false;

@@ -64,13 +64,30 @@ FASTPASS_HD FASTPASS_INLINE int utf8_encode(int32_t cp, uint8_t* out) {
 // 32 bytes per compare for 2- and 4-byte code points (Python str kinds 2 and 4); chosen at run
 // time, the build itself targets plain x86-64.
 template <class T>
+__attribute__((target("avx2"))) inline unsigned eq_mask_avx2(const T* at, __m256i want) {
+  const __m256i v = _mm256_loadu_si256((const __m256i*)at);
+  return (unsigned)_mm256_movemask_epi8(sizeof(T) == 2 ? _mm256_cmpeq_epi16(v, want)
+                                                       : _mm256_cmpeq_epi32(v, want));
+}
+
+template <class T>
 __attribute__((target("avx2"))) inline int32_t find_unit_avx2(const T* hay, int32_t n, int32_t i, T x) {
   const __m256i want = sizeof(T) == 2 ? _mm256_set1_epi16((short)x) : _mm256_set1_epi32((int)x);
   constexpr int32_t lanes = 32 / (int32_t)sizeof(T);
+  // 128 bytes per test: four independent loads in flight keep a single core near its streaming
+  // bandwidth (one 32-byte compare per iteration ran at ~11 GB/s on 4-byte strings).
+  for (; i + 4 * lanes <= n; i += 4 * lanes) {
+    const unsigned m0 = eq_mask_avx2(hay + i, want), m1 = eq_mask_avx2(hay + i + lanes, want);
+    const unsigned m2 = eq_mask_avx2(hay + i + 2 * lanes, want);
+    const unsigned m3 = eq_mask_avx2(hay + i + 3 * lanes, want);
+    if (m0 | m1 | m2 | m3) {
+      const unsigned m[4] = {m0, m1, m2, m3};
+      for (int32_t q = 0;; ++q)
+        if (m[q]) return i + q * lanes + __builtin_ctz(m[q]) / (int32_t)sizeof(T);
+    }
+  }
   for (; i + lanes <= n; i += lanes) {
-    const __m256i v = _mm256_loadu_si256((const __m256i*)(hay + i));
-    const unsigned mask = (unsigned)_mm256_movemask_epi8(
-        sizeof(T) == 2 ? _mm256_cmpeq_epi16(v, want) : _mm256_cmpeq_epi32(v, want));
+    const unsigned mask = eq_mask_avx2(hay + i, want);
     if (mask) return i + __builtin_ctz(mask) / (int32_t)sizeof(T);
   }
   for (; i < n; ++i)
