@@ -22,6 +22,21 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def best_interleaved(fns: dict, reps: int = 7, warmup: int = 1) -> dict:
+    """Best (minimum) CPU wall seconds of each named fn over ``reps`` rounds that run every fn once,
+    in turn: on a shared machine the load drifts, and interleaving exposes each side to the same drift."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def timeit(fn, device: str = "cpu", warmup: int = 2, reps: int = 5) -> float:
     """Median seconds of ``fn()`` after warm-up; CUDA timed with events."""
     for _ in range(warmup):

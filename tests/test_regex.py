@@ -213,3 +213,13 @@ def test_differential_bytes_and_token_sources(pattern, texts, cut, flags):
         assert bool(bm.found[i]) == (want is not None), (pattern, text)
         if want is not None:
             assert [bm.span(i, g) for g in range(rx.groups + 1)] == [want.span(g) for g in range(rx.groups + 1)]
+
+
+def test_compile_is_cached_and_rejects_non_str_patterns():
+    a = fre.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+    assert fre.compile(r"<answer>(.*?)</answer>", re.DOTALL) is a
+    pat = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+    assert fre.compile(pat) is fre.compile(pat) and fre.compile(pat).flags == pat.flags
+    assert fre.compile(r"<answer>(.*?)</answer>") is not a
+    with pytest.raises(TypeError, match="pattern must be a str"):
+        fre.compile(b"abc")
