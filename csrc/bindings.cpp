@@ -4,6 +4,7 @@
 namespace py = pybind11;
 
 namespace fastpass {
+void bind_attention(py::module_& m);
 void bind_passk(py::module_& m);
 void bind_regex(py::module_& m);
 }  // namespace fastpass
@@ -18,6 +19,7 @@ PYBIND11_MODULE(_C, m) {
   m.attr("built_with_cuda") = false;
   m.def("cuda_device_count", []() { return 0; });
 #endif
+  fastpass::bind_attention(m);
   fastpass::bind_passk(m);
   fastpass::bind_regex(m);
 }

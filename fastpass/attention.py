@@ -4,7 +4,8 @@ Decode stores each prompt's KV once. All sequences of a prompt, and the query he
 kv head, are folded into one block of query rows that reads the prefix once (one matrix-matrix
 pass); each sequence then attends to its own suffix; the two partial results (fp32 output +
 log-sum-exp) are merged in fp32. Tiers: ``triton`` (GPU, or CPU under TRITON_INTERPRET=1) and
-``reference`` (torch, the same split, vectorised: it is the CPU tier of the engine).
+``cpu`` (C++, csrc/cpu/attention.cpp: decode only, the engine's CPU tier) and ``reference`` (torch,
+the same split, vectorised).
 """
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastpass._backend import choose
+from fastpass._backend import choose, has_native, native
 
-_TIERS = ("triton", "reference")
+_PREFILL_TIERS = {"cuda": ("triton", "reference"), "cpu": ("reference", "triton")}
+_DECODE_TIERS = {"cuda": ("triton", "reference", "cpu"), "cpu": ("cpu", "reference", "triton")}
 
 
-def _tier(op, device, backend):
-    # On CPU the reference (vectorised torch) is the fast tier: the Triton interpreter (even
-    # when TRITON_INTERPRET=1 is set, as in the test suite) runs only when asked for by name.
-    order = _TIERS if device.type == "cuda" else _TIERS[::-1]
+def _tier(op, device, backend, tiers):
+    # On CPU the Triton interpreter (even when TRITON_INTERPRET=1 is set, as in the test suite)
+    # runs only when asked for by name.
+    order = tiers["cuda" if device.type == "cuda" else "cpu"]
+    if "cpu" in order and not (has_native() and hasattr(native(), "decode_attention_cpu")):
+        order = tuple(t for t in order if t != "cpu") if backend is None else order
     return choose(op, order, device, backend)
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _INT_DTYPES = (torch.int32, torch.int64)
@@ -231,6 +235,23 @@ def decode_attention_reference(q, prefix_k, prefix_v, prefix_lens, suffix_k, suf
     return out.to(q.dtype)
 
 
+def decode_attention_cpu(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets,
+                         scale, softcap=0.0, sliding_window=0):
+    """The C++ tier: fp32 (other dtypes are converted, as the reference does), one call per layer."""
+    n, hq, d = q.shape
+    num_prompts, hkv, lp, _ = prefix_k.shape
+    f32 = lambda t: t.to(torch.float32).contiguous()
+    i32 = lambda t: t.to(torch.int32).contiguous()
+    tensors = [f32(q), f32(prefix_k), f32(prefix_v), i32(prefix_lens), f32(suffix_k), f32(suffix_v),
+               i32(suffix_lens), i32(seq_offsets)]
+    out = torch.empty(n, hq, d, dtype=torch.float32)
+    if n:
+        native().decode_attention_cpu(*(t.data_ptr() for t in tensors), out.data_ptr(), n, hq, hkv, d,
+                                      num_prompts, lp, suffix_k.shape[2], scale, softcap, sliding_window,
+                                      torch.get_num_threads())
+    return out.to(q.dtype)
+
+
 def _prefill_sdpa(q, k, v, scale, sliding_window):
     """Padded batch [B, L, H, D] -> [B, L, Hq, D], causal (and windowed), GQA by head groups."""
     mask = None
@@ -293,7 +314,7 @@ def prefill_attention(q, k, v, cu_seqlens, scale, softcap=0.0, sliding_window=0,
     cu_seqlens int32[B+1]. Returns [T, Hq, D] in q's dtype. ``max_seqlen`` (longest sequence)
     spares the triton tier one host sync when the caller knows it."""
     _check_prefill(q, k, v, cu_seqlens, scale, softcap, sliding_window)
-    tier = _tier("prefill_attention", q.device, backend)
+    tier = _tier("prefill_attention", q.device, backend, _PREFILL_TIERS)
     if tier == "triton":
         from fastpass.triton_kernels import attention as tk
 
@@ -315,7 +336,10 @@ def decode_attention(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suf
     host syncs, so it can run inside a captured CUDA graph."""
     _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets,
                   scale, softcap, sliding_window)
-    tier = _tier("decode_attention", q.device, backend)
+    tier = _tier("decode_attention", q.device, backend, _DECODE_TIERS)
+    if tier == "cpu":
+        return decode_attention_cpu(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
+                                    seq_offsets, float(scale), float(softcap), sliding_window)
     if tier == "triton":
         from fastpass.triton_kernels import attention as tk
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fastpass import attention as A
+from fastpass import _backend
 from fastpass._backend import usable
 
 TRITON_OK = usable("triton", "cpu") or torch.cuda.is_available()
@@ -269,14 +270,69 @@ def test_prefill_triton_matches_reference(lens, hq, hkv, d, softcap, window):
     torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
 
 
-def test_cpu_default_tier_is_the_reference(monkeypatch):
-    """The engine's CPU tier: the reference runs by default even under TRITON_INTERPRET=1."""
+def test_cpu_default_tiers(monkeypatch):
+    """On CPU: decode runs the C++ tier (reference without the build), prefill the reference, even
+    under TRITON_INTERPRET=1."""
     calls = []
+    monkeypatch.setattr(A, "decode_attention_cpu", lambda *a: calls.append("decode cpu") or a[0])
     monkeypatch.setattr(A, "decode_attention_reference", lambda *a: calls.append("decode") or a[0])
     monkeypatch.setattr(A, "prefill_attention_reference", lambda *a: calls.append("prefill") or a[0])
     A.decode_attention(**decode_case([3, 2], [37, 20], [1, 5, 9, 3, 2]), scale=0.25)
     A.prefill_attention(**prefill_case([4, 3]), scale=0.25)
-    assert calls == ["decode", "prefill"]
+    assert calls == ["decode cpu" if CPU_TIER else "decode", "prefill"]
+
+
+# ----------------------------------------------------------------------------- C++ tier
+CPU_TIER = _backend.has_native() and hasattr(_backend.native(), "decode_attention_cpu")
+needs_cpu_tier = pytest.mark.skipif(not CPU_TIER, reason="fastpass._C with decode_attention_cpu is not built")
+# the engine's shapes (SmolLM2: 9 q / 3 kv heads, d 64; Qwen2.5: 12/2, d 128), head sizes that are
+# not a multiple of 64, a prompt with no sequences, more rows than one 16-row block
+CPU_SHAPES = DECODE_SHAPES + [
+    ([16], [256], [17] * 16, 9, 3, 64),
+    ([5, 0, 6], [70, 3, 129], [4, 1, 8, 2, 2, 3, 7, 5, 1, 6, 2], 12, 2, 128),
+    ([7, 2], [33, 65], [1, 2, 3, 4, 5, 6, 7, 8, 9], 10, 5, 80),
+]
+
+
+@needs_cpu_tier
+@pytest.mark.parametrize("shape", CPU_SHAPES)
+@pytest.mark.parametrize("softcap,window", OPTIONS)
+def test_decode_cpu_tier_matches_reference(shape, softcap, window):
+    ks, plens, slens, hq, hkv, d = shape
+    c = decode_case(ks, plens, slens, hq, hkv, d, seed=7 + d)
+    kw = dict(scale=d ** -0.5, softcap=softcap, sliding_window=window)
+    ref = A.decode_attention(**c, **kw, backend="reference")
+    got = A.decode_attention(**c, **kw, backend="cpu")
+    torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+
+
+@needs_cpu_tier
+@pytest.mark.parametrize("dtype,atol,rtol", [(torch.bfloat16, 1e-2, 1e-2), (torch.float16, 2e-3, 2e-3)])
+def test_decode_cpu_tier_half_inputs(dtype, atol, rtol):
+    c = decode_case([3, 2], [37, 20], [1, 5, 9, 3, 2], dtype=dtype, seed=3)
+    ref = A.decode_attention(**c, scale=0.25, backend="reference")
+    got = A.decode_attention(**c, scale=0.25, backend="cpu")
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), ref.float(), atol=atol, rtol=rtol)
+
+
+@needs_cpu_tier
+def test_decode_cpu_tier_equals_plain_attention_over_duplicated_prompt():
+    c = decode_case([16], [256], [17] * 16, 9, 3, 64, seed=1)
+    got = A.decode_attention(**c, scale=0.125, backend="cpu")
+    torch.testing.assert_close(got.double(), decode_plain(c, 0.125), atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_tier_refuses_cuda_tensors_by_name():
+    from fastpass._backend import BackendUnavailable
+
+    c = decode_case([1], [3], [1])
+    if torch.cuda.is_available():
+        c = {k: v.cuda() for k, v in c.items()}
+        with pytest.raises(BackendUnavailable, match="CPU tensors"):
+            A.decode_attention(**c, scale=0.25, backend="cpu")
+    with pytest.raises(BackendUnavailable, match="prefill_attention has no 'cpu' tier"):
+        A.prefill_attention(**prefill_case([2]), scale=0.25, backend="cpu")
 
 
 # ----------------------------------------------------------------------------- bad input

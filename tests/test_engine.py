@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import fastpass as fp
+from fastpass import _backend
 from fastpass.engine import decode_loop, planning
 from fastpass.engine.kv_store import KVStore
 from fastpass.engine.model_adapter import ModelAdapter, _fastpass_attention
@@ -12,11 +13,11 @@ from fastpass.engine.tiny_models import tiny_model
 FAMILIES = ["llama", "qwen2", "qwen3", "mistral", "phi3", "gemma2", "gemma3"]
 
 
-def _split_logits(model, prompts, suffixes):
+def _split_logits(model, prompts, suffixes, backend="reference"):
     """Prefill prompts once, then teacher-force suffixes [N, S] (K rows per prompt) one step at a time."""
     k = suffixes.shape[0] // len(prompts)
     adapter = ModelAdapter(model)
-    store = KVStore([len(p) for p in prompts], [k] * len(prompts), suffixes.shape[1], "cpu", backend="reference")
+    store = KVStore([len(p) for p in prompts], [k] * len(prompts), suffixes.shape[1], "cpu", backend=backend)
     steps = []
     with adapter.attached():
         first = adapter.prefill(store, prompts)
@@ -28,15 +29,20 @@ def _split_logits(model, prompts, suffixes):
     return first, torch.stack(steps, 1)
 
 
+DECODE_TIERS = ["reference"] + (["cpu"] if _backend.has_native() and hasattr(_backend.native(), "decode_attention_cpu")
+                                else [])
+
+
+@pytest.mark.parametrize("tier", DECODE_TIERS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_split_attention_logits_equal_full_forward(family):
+def test_split_attention_logits_equal_full_forward(family, tier):
     """fp32: logits of every decode step equal a plain HF forward over prompt + that sample's tokens."""
     model = tiny_model(family, seed=3)
     g = torch.Generator().manual_seed(0)
     # one prompt longer and one shorter than the sliding windows
     prompts = [torch.randint(1, 111, (n,), generator=g).tolist() for n in (9, 3)]
     suffixes = torch.randint(1, 111, (6, 5), generator=g)  # K=3 samples per prompt, 5 steps
-    first, steps = _split_logits(model, prompts, suffixes)
+    first, steps = _split_logits(model, prompts, suffixes, tier)
     with torch.no_grad():
         for p, prompt in enumerate(prompts):
             for j in range(3):

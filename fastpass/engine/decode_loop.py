@@ -92,7 +92,7 @@ class ChunkDecoder:
         p, r = self.p, self.rows
         return sample(logits, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
                       seed=self.seed_t, stream_ids=r.stream_ids, step=self.step_t, sample_ids=r.sample_ids,
-                      backend=p.backend)
+                      backend=None if p.backend == "cpu" else p.backend)  # no C++ sampler: its CPU default
 
     def _record(self, tok):
         r = self.rows

@@ -17,6 +17,8 @@ class KVStore:
                  device: torch.device, backend: str | None = None):
         self.device = torch.device(device)
         self.backend = backend
+        # prefill has no C++ tier: with backend="cpu" it runs its default CPU tier (torch's fused SDPA)
+        self.prefill_backend = None if backend == "cpu" else backend
         self.num_prompts = len(prompt_lens)
         self.num_seqs = sum(seqs_per_prompt)
         self.prefix_capacity = max(prompt_lens)

@@ -42,7 +42,7 @@ def _fastpass_attention(module, query, key, value, attention_mask, scaling=None,
         store.store_prefix(layer, k, v)
         hint = {"max_seqlen": store.max_prefill_len} if _PREFILL_HINT else {}
         out = prefill_attention(q, k, v, store.cu_seqlens, scale, softcap=softcap, sliding_window=window,
-                                backend=store.backend, **hint)
+                                backend=store.prefill_backend, **hint)
         return out.unsqueeze(0), None
     store.store_suffix(layer, key[:, :, 0], value[:, :, 0])
     hint = {"max_seqs_per_prompt": store.max_seqs_per_prompt} if _DECODE_HINT else {}

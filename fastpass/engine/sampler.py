@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import os
 
 import numpy as np
 import torch
 
-from fastpass._backend import triton_interpreted
 from fastpass.engine import packed_linear
 from fastpass.engine.cpu_threads import restored_threads
 from fastpass.engine.decode_loop import REASON_NAMES, DecodeParams
@@ -88,7 +86,8 @@ class Sampler:
     attention. Sample j of prompt i draws from the key (seed, stream_ids[i], j, step), so results do
     not depend on what else is in the batch.
 
-    Options: ``backend`` forces a kernel tier; ``use_graph`` (default: on CUDA) captures the decode
+    Options: ``backend`` forces a kernel tier (``"cpu"``: the C++ tier where an op has one, its
+    default elsewhere); ``use_graph`` (default: on CUDA) captures the decode
     step in a CUDA graph; ``compact`` (default on; eager decoding only) drops finished rows once half
     of a chunk has finished; ``max_rows`` caps the samples decoded together; ``pack_weights``
     (default: on CPU for models with >= 32 MiB of linear weights, memory permitting) runs the linear
@@ -101,9 +100,6 @@ class Sampler:
         if self.adapter.device.type == "cpu" and packed_linear.enabled(model, pack_weights):
             self._packed = packed_linear.for_model(model)
         self.model, self.tokenizer = model, tokenizer
-        if (backend is None and self.adapter.device.type == "cpu" and triton_interpreted()
-                and not os.environ.get("FASTPASS_BACKEND")):
-            backend = "reference"  # the Triton interpreter checks kernels; it is far too slow to decode with
         self.backend, self.use_graph, self.compact, self.max_rows = backend, use_graph, compact, max_rows
         self.last_stats: dict = {}
         if tokenizer is not None and len(tokenizer) > self.adapter.vocab_size:
