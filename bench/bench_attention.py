@@ -205,10 +205,19 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
 
 
 def _cpu_rows(quick, device):
-    rows = _p3_rows(16, 512 if quick else 2048, 32, 12, 2, 128, torch.float32, device, 5, "reference",
-                    "CPU tier (torch reference split), 1 thread", None)
+    from fastpass import _backend
+
+    native = _backend.has_native() and hasattr(_backend.native(), "decode_attention_cpu")
+    tier = "cpu" if native else "reference"
+    rows = []
+    for t, label in (("cpu", "C++ tier (csrc/cpu/attention.cpp), 1 thread"),
+                     ("reference", "torch reference split, 1 thread")):
+        if t == "reference" or native:
+            rows += _p3_rows(16, 512 if quick else 2048, 32, 12, 2, 128, torch.float32, device, 5, t, label, None)
+    rows += _p3_rows(16, 256, 16, 9, 3, 64, torch.float32, device, 20, tier,
+                     f"{tier} tier, 1 thread: one layer of the P6 decode step", None)
     rows += _crossover_rows(16, [32, 128, 512] if quick else [32, 64, 128, 256, 512, 1024], 32, 9, 3,
-                            64, torch.float32, device, 5, "reference")
+                            64, torch.float32, device, 5, tier)
     rows += _prefill_rows(4, 128 if quick else 256, 9, 3, 64, torch.float32, device, 5, "reference")
     return rows
 

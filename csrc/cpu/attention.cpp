@@ -22,7 +22,6 @@
 namespace fastpass {
 namespace {
 
-constexpr int64_t kRowBlock = 16;  // query rows sharing one pass over a prefix block
 constexpr int64_t kKeyBlock = 64;  // keys per block: K^T and V blocks stay in L1
 
 // exp(x) for x <= 0 (Cephes expf polynomial, ~1 ulp), written so GCC vectorises the loop that
@@ -75,6 +74,34 @@ __attribute__((always_inline)) inline void add_weighted_rows(const float* p, con
       for (int64_t d = d0; d < D; ++d) o[d] += p[j] * v[j * D + d];
 }
 
+// o[i][0, D) += sum over j in [j0, j1) of p[i][j] * v[j * D, ...) for rows i < rows (p of the
+// missing rows point at zeros). 4 rows x 64 columns of accumulators stay in registers per V load.
+__attribute__((always_inline)) inline void add_weighted_block4(const float* const p[4], const float* v,
+                                                               int64_t j0, int64_t j1, int64_t D, float* o,
+                                                               int64_t rows) {
+  constexpr int64_t kCols = 64;
+  int64_t d0 = 0;
+  for (; d0 + kCols <= D; d0 += kCols) {
+    float a0[kCols] = {}, a1[kCols] = {}, a2[kCols] = {}, a3[kCols] = {};
+    for (int64_t j = j0; j < j1; ++j) {
+      const float p0 = p[0][j], p1 = p[1][j], p2 = p[2][j], p3 = p[3][j];
+      const float* vj = v + j * D + d0;
+      for (int64_t c = 0; c < kCols; ++c) {
+        a0[c] += p0 * vj[c];
+        a1[c] += p1 * vj[c];
+        a2[c] += p2 * vj[c];
+        a3[c] += p3 * vj[c];
+      }
+    }
+    float* acc[4] = {a0, a1, a2, a3};
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = 0; c < kCols; ++c) o[i * D + d0 + c] += acc[i][c];
+  }
+  for (int64_t i = 0; i < rows; ++i)  // head sizes that are not a multiple of 64
+    for (int64_t j = j0; j < j1; ++j)
+      for (int64_t d = d0; d < D; ++d) o[i * D + d] += p[i][j] * v[j * D + d];
+}
+
 // Reductions with 16 independent lanes, so they vectorise without -ffast-math.
 __attribute__((always_inline)) inline float range_max(const float* x, int64_t lo, int64_t hi) {
   float lane[16];
@@ -104,26 +131,34 @@ __attribute__((always_inline)) inline float exp_sum(float* x, int64_t lo, int64_
 }
 
 struct Unit {
-  int64_t prompt, kv_head, row_begin, row_end;  // rows of (prompt, kv head): sample * G + group
+  int64_t prompt, kv_head;  // its rows: sample * G + group, for every sample of the prompt
 };
 
 struct Scratch {
-  std::vector<float> q, kt, scores, acc;
+  std::vector<float> q, kt, scores, acc, zeros, inv_sum;
+  std::vector<int64_t> seq, p_lo, s_lo, s_hi;
 };
 
 FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scratch& w) {
   const int64_t D = a.head_dim, G = a.num_q_heads / a.num_kv_heads, h = u.kv_head;
-  const int64_t R = u.row_end - u.row_begin, seq0 = a.seq_offsets[u.prompt];
+  const int64_t seq0 = a.seq_offsets[u.prompt];
+  const int64_t R = (a.seq_offsets[u.prompt + 1] - seq0) * G;
   const int64_t plen = a.prefix_lens[u.prompt], S = a.suffix_capacity;
   const int64_t width = plen + S;  // score row: prefix keys, then suffix keys
+  // all rows of the unit share each pass over a prefix block (K^T built once per block)
+  for (auto* v : {&w.q, &w.acc}) if ((int64_t)v->size() < R * D) v->resize(R * D);
+  if ((int64_t)w.scores.size() < R * width) w.scores.resize(R * width);
+  if ((int64_t)w.inv_sum.size() < R) w.inv_sum.resize(R);
+  for (auto* v : {&w.seq, &w.p_lo, &w.s_lo, &w.s_hi}) if ((int64_t)v->size() < R) v->resize(R);
+  int64_t *seq = w.seq.data(), *p_lo = w.p_lo.data(), *s_lo = w.s_lo.data(), *s_hi = w.s_hi.data();
+  float* inv_sum = w.inv_sum.data();
   float* q = w.q.data();
   float* kt = w.kt.data();
   float* sc = w.scores.data();
   float* acc = w.acc.data();
-  int64_t seq[kRowBlock], p_lo[kRowBlock], s_lo[kRowBlock], s_hi[kRowBlock];
   int64_t key_lo = plen;
   for (int64_t r = 0; r < R; ++r) {
-    const int64_t row = u.row_begin + r;
+    const int64_t row = r;
     seq[r] = seq0 + row / G;
     const float* src = a.q + (seq[r] * a.num_q_heads + h * G + row % G) * D;
     for (int64_t d = 0; d < D; ++d) q[r * D + d] = src[d] * a.scale;
@@ -144,14 +179,14 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
     for (int64_t j = 0; j < jn; ++j)
       for (int64_t d = 0; d < D; ++d) kt[d * kKeyBlock + j] = pk[(j0 + j) * D + d];
     for (int64_t r = 0; r < R; ++r) {
-      float s[kKeyBlock] = {};
-      const float* qr = q + r * D;
+      float s0[kKeyBlock] = {};
+      const float* q0 = q + r * D;
       for (int64_t d = 0; d < D; ++d) {
-        const float qd = qr[d];
+        const float a0 = q0[d];
         const float* k = kt + d * kKeyBlock;
-        for (int64_t j = 0; j < kKeyBlock; ++j) s[j] += qd * k[j];
+        for (int64_t j = 0; j < kKeyBlock; ++j) s0[j] += a0 * k[j];
       }
-      std::memcpy(sc + r * width + j0, s, jn * sizeof(float));
+      std::memcpy(sc + r * width + j0, s0, jn * sizeof(float));
     }
   }
   // suffix scores: each row against its own sequence's keys
@@ -171,7 +206,6 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
     }
   }
   // softmax over the visible keys of both parts
-  float inv_sum[kRowBlock];
   for (int64_t r = 0; r < R; ++r) {
     float* row = sc + r * width;
     float* suf = row + plen;
@@ -184,14 +218,25 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
     if (m > -INFINITY) sum = exp_sum(row, p_lo[r], plen, m) + exp_sum(suf, s_lo[r], s_hi[r], m);
     inv_sum[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
   }
-  // P V, row by row: the prefix's V (hot in cache for the block's rows), then the row's own suffix
+  // P V over the prefix: a V block (L1) is shared by all rows, four rows at a time with their
+  // 4 x 64 accumulators in registers; weights outside a row's window are zero.
+  std::fill(acc, acc + R * D, 0.0f);
+  for (int64_t r = 0; r < R; ++r) std::fill(sc + r * width + key_lo, sc + r * width + p_lo[r], 0.0f);
+  const float* zeros = w.zeros.data();
+  for (int64_t j0 = key_lo; j0 < plen; j0 += kKeyBlock) {
+    const int64_t j1 = std::min(plen, j0 + kKeyBlock);
+    for (int64_t r0 = 0; r0 < R; r0 += 4) {
+      const float* pr[4];
+      for (int64_t i = 0; i < 4; ++i) pr[i] = r0 + i < R ? sc + (r0 + i) * width : zeros;
+      add_weighted_block4(pr, pv, j0, j1, D, acc + r0 * D, std::min<int64_t>(4, R - r0));
+    }
+  }
+  // each row's own suffix, then normalise
   for (int64_t r = 0; r < R; ++r) {
     float* o = acc + r * D;
-    std::fill(o, o + D, 0.0f);
     const float* sv = a.suffix_v + (seq[r] * a.num_kv_heads + h) * S * D;
-    add_weighted_rows(sc + r * width, pv, p_lo[r], plen, D, o);
     add_weighted_rows(sc + r * width + plen, sv, s_lo[r], s_hi[r], D, o);
-    const int64_t row = u.row_begin + r;
+    const int64_t row = r;
     float* dst = a.out + (seq[r] * a.num_q_heads + h * G + row % G) * D;
     for (int64_t d = 0; d < D; ++d) dst[d] = o[d] * inv_sum[r];
   }
@@ -200,10 +245,8 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
 void run_units(const DecodeAttentionArgs& a, const std::vector<Unit>& units, std::atomic<size_t>& next) {
   Scratch w;
   const int64_t D = a.head_dim;
-  w.q.resize(kRowBlock * D);
   w.kt.resize(D * kKeyBlock);
-  w.scores.resize(kRowBlock * (a.prefix_capacity + a.suffix_capacity));
-  w.acc.resize(kRowBlock * D);
+  w.zeros.assign(a.prefix_capacity + a.suffix_capacity, 0.0f);
   for (size_t i; (i = next.fetch_add(1)) < units.size();) run_unit(a, units[i], w);
 }
 
@@ -217,8 +260,7 @@ void decode_attention_cpu(const DecodeAttentionArgs& a, int num_threads) {
     const int64_t rows = (int64_t)(a.seq_offsets[p + 1] - a.seq_offsets[p]) * G;
     flops += rows * a.num_kv_heads * (a.prefix_lens[p] + a.suffix_capacity) * a.head_dim * 4;
     for (int64_t h = 0; h < a.num_kv_heads; ++h)
-      for (int64_t r = 0; r < rows; r += kRowBlock)
-        units.push_back({p, h, r, std::min(rows, r + kRowBlock)});
+      if (rows) units.push_back({p, h});
   }
   std::atomic<size_t> next{0};
   // Extra threads pay only for large calls: right after a torch op its OpenMP workers keep
