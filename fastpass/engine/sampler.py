@@ -91,7 +91,9 @@ class Sampler:
     step in a CUDA graph; ``compact`` (default on; eager decoding only) drops finished rows once half
     of a chunk has finished; ``max_rows`` caps the samples decoded together; ``pack_weights``
     (default: on CPU for models with >= 32 MiB of linear weights, memory permitting) runs the linear
-    layers on a oneDNN-packed copy of their weights, kept per model and repacked when they change."""
+    layers on a oneDNN-packed copy of their weights, kept per model and repacked when they change
+    (logits then match the model's own forward to float rounding, not bit for bit; pass False for
+    torch's kernels)."""
 
     def __init__(self, model, tokenizer=None, backend: str | None = None, use_graph: bool | None = None,
                  compact: bool | None = None, max_rows: int | None = None, pack_weights: bool | None = None):
