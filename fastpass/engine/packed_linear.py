@@ -8,6 +8,7 @@ modified) and are repacked when a weight changes in place or is replaced."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import weakref
 
@@ -33,9 +34,16 @@ def _mem_available() -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _dtypes() -> tuple:
+    # bf16 only where oneDNN has native bf16 GEMMs (AVX512-BF16 / AMX); emulated it can lose to torch's
+    bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return _DTYPES if bf16 is not None and bf16() else (torch.float32,)
+
+
 def _packable(module) -> bool:
     # exact nn.Linear only: subclasses (quantised, LoRA) and hooked modules (offloading) keep their forward
-    return (type(module) is torch.nn.Linear and module.weight.dtype in _DTYPES
+    return (type(module) is torch.nn.Linear and module.weight.dtype in _dtypes()
             and module.weight.device.type == "cpu" and not hasattr(module, "_hf_hook")
             and not module._forward_hooks and not module._forward_pre_hooks)
 
