@@ -111,12 +111,13 @@ def _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix
     _check_int("suffix_lens", suffix_lens, n, q.device)
     _check_int("seq_offsets", seq_offsets, p + 1, q.device)
     _check_options(scale, softcap, sliding_window)
-    if q.device.type == "cpu":  # value checks cost a sync on GPU: CPU only
-        if int(seq_offsets[0]) != 0 or int(seq_offsets[-1]) != n or bool((seq_offsets.diff() < 0).any()):
+    if q.device.type == "cpu":  # value checks cost a sync on GPU: CPU only (numpy views: per layer, cheap)
+        offs, plens, slens = (t.detach().numpy() for t in (seq_offsets, prefix_lens, suffix_lens))
+        if offs[0] != 0 or offs[-1] != n or (offs[1:] < offs[:-1]).any():
             raise ValueError(f"seq_offsets must rise from 0 to N={n}, got {seq_offsets.tolist()}")
-        if bool(((prefix_lens < 0) | (prefix_lens > prefix_k.shape[2])).any()):
+        if p and (plens.min() < 0 or plens.max() > prefix_k.shape[2]):
             raise ValueError(f"prefix_lens must lie in [0, {prefix_k.shape[2]}] (prefix_k's length)")
-        if bool(((suffix_lens < 0) | (suffix_lens > suffix_k.shape[2])).any()):
+        if n and (slens.min() < 0 or slens.max() > suffix_k.shape[2]):
             raise ValueError(f"suffix_lens must lie in [0, {suffix_k.shape[2]}] (suffix_k's length); "
                              "they count the current token")
 
