@@ -58,9 +58,30 @@ def test_subclasses_and_hooked_layers_keep_their_forward():
     class LoRALinear(torch.nn.Linear):
         pass
 
-    net = torch.nn.Sequential(torch.nn.Linear(8, 8), LoRALinear(8, 8), torch.nn.Linear(8, 8))
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), LoRALinear(8, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
     net[2].register_forward_hook(lambda *a: None)
-    assert packed_linear.PackedLinears(net).modules == [net[0]]
+    net[3].forward = lambda x: x  # somebody's own patch
+    packed = packed_linear.PackedLinears(net)
+    assert packed.modules == [net[0]]
+    with packed.installed():
+        assert "forward" in net[0].__dict__
+    assert "forward" not in net[0].__dict__ and "forward" in net[3].__dict__
+
+
+def test_rescans_layers_hooked_or_swapped_after_packing():
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    packed = packed_linear.PackedLinears(net)
+    assert packed.modules == [net[0], net[1]]
+    net[0].register_forward_pre_hook(lambda *a: None)  # e.g. offloading added later
+    net[1] = torch.nn.Linear(8, 8)
+    assert packed.refresh() == 1 and packed.modules == [net[1]]
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        want = net(x)
+        with packed.installed():
+            assert "forward" in net[1].__dict__ and "forward" not in net[0].__dict__
+            got = net(x)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
 
 
 def test_enabled_only_for_large_models_with_memory_to_spare(monkeypatch):

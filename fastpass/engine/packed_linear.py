@@ -42,10 +42,11 @@ def _dtypes() -> tuple:
 
 
 def _packable(module) -> bool:
-    # exact nn.Linear only: subclasses (quantised, LoRA) and hooked modules (offloading) keep their forward
+    # exact nn.Linear only: subclasses (quantised, LoRA), hooked modules (offloading) and modules whose
+    # forward someone already replaced keep their forward
     return (type(module) is torch.nn.Linear and module.weight.dtype in _dtypes()
             and module.weight.device.type == "cpu" and not hasattr(module, "_hf_hook")
-            and not module._forward_hooks and not module._forward_pre_hooks)
+            and not module._forward_hooks and not module._forward_pre_hooks and "forward" not in module.__dict__)
 
 
 def worth_packing(model) -> bool:
@@ -61,7 +62,8 @@ class PackedLinears:
     """Packed copies of a model's ``nn.Linear`` weights; :meth:`installed` routes their forwards there."""
 
     def __init__(self, model):
-        self.modules = [m for m in model.modules() if _packable(m)]
+        self._model = weakref.ref(model)  # not a strong ref: for_model's cache is keyed weakly on the model
+        self.modules: list = []
         self._packed: dict[int, tuple[tuple, torch.Tensor]] = {}
         self.refresh()
 
@@ -70,7 +72,12 @@ class PackedLinears:
         return (w.data_ptr(), w._version, tuple(w.shape), w.dtype)
 
     def refresh(self) -> int:
-        """Repack weights that changed since they were packed; returns how many were packed."""
+        """Rescan the model (layers may have been swapped or hooked since) and repack weights that changed
+        since they were packed; returns how many were packed."""
+        model = self._model()
+        self.modules = [m for m in model.modules() if _packable(m)] if model is not None else []
+        live = {id(m) for m in self.modules}
+        self._packed = {k: v for k, v in self._packed.items() if k in live}
         count = 0
         with torch.no_grad():
             for m in self.modules:
@@ -89,12 +96,13 @@ class PackedLinears:
     def installed(self):
         """Inside the block every packed module computes ``x @ W.T + b`` with its packed weight."""
         self.refresh()
-        for m in self.modules:
+        patched = list(self.modules)
+        for m in patched:
             m.forward = _packed_forward(self._packed[id(m)][1], m.bias)
         try:
             yield self
         finally:
-            for m in self.modules:
+            for m in patched:
                 del m.forward  # back to the class's forward
 
 
