@@ -375,3 +375,16 @@ def test_prefill_bad_cu_seqlens():
         A.prefill_attention(c["q"], c["k"], c["v"], torch.tensor([0.0, 4, 7]), 0.2)
     with pytest.raises(ValueError, match="k and v"):
         A.prefill_attention(c["q"], c["k"][:5], c["v"][:5], c["cu_seqlens"], 0.2)
+
+
+@needs_cpu_tier
+def test_decode_cpu_tier_propagates_nan_like_the_reference():
+    c = decode_case([3, 2], [37, 20], [1, 5, 9, 3, 2], seed=4)
+    c["q"][1, 2, 0] = float("nan")  # one query head of one sequence
+    c["suffix_k"][4, 1, 0, 3] = float("nan")  # a key seen by sequence 4's heads of kv head 1
+    ref = A.decode_attention(**c, scale=0.25, backend="reference")
+    got = A.decode_attention(**c, scale=0.25, backend="cpu")
+    assert torch.equal(torch.isnan(got).any(-1), torch.isnan(ref).any(-1))
+    assert torch.isnan(got[1, 2]).all() and torch.isnan(got[4, 3:]).all() and not torch.isnan(got[0]).any()
+    ok = ~torch.isnan(ref).any(-1)
+    torch.testing.assert_close(got[ok], ref[ok], atol=2e-6, rtol=1e-5)

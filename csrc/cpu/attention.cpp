@@ -214,9 +214,10 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
       for (int64_t t = s_lo[r]; t < s_hi[r]; ++t) suf[t] = a.softcap * std::tanh(suf[t] / a.softcap);
     }
     const float m = std::max(range_max(row, p_lo[r], plen), range_max(suf, s_lo[r], s_hi[r]));
-    float sum = 0.0f;
-    if (m > -INFINITY) sum = exp_sum(row, p_lo[r], plen, m) + exp_sum(suf, s_lo[r], s_hi[r], m);
-    inv_sum[r] = sum > 0.0f ? 1.0f / sum : 0.0f;
+    float sum = 0.0f;  // stays 0 for a row that sees no key: its output is 0, as in the reference
+    if (m != m) sum = NAN;  // a NaN score (a broken model) must show in the output, not vanish
+    else if (m > -INFINITY) sum = exp_sum(row, p_lo[r], plen, m) + exp_sum(suf, s_lo[r], s_hi[r], m);
+    inv_sum[r] = sum > 0.0f ? 1.0f / sum : (sum == 0.0f ? 0.0f : NAN);
   }
   // P V over the prefix: a V block (L1) is shared by all rows, four rows at a time with their
   // 4 x 64 accumulators in registers; weights outside a row's window are zero.
