@@ -207,7 +207,7 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
 def _cpu_rows(quick, device):
     from fastpass import _backend
 
-    native = _backend.has_native() and hasattr(_backend.native(), "decode_attention_cpu")
+    native = _backend.usable("cpu", device)
     tier = "cpu" if native else "reference"
     rows = []
     for t, label in (("cpu", "C++ tier (csrc/cpu/attention.cpp), 1 thread"),

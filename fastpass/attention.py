@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastpass._backend import choose, has_native, native
+from fastpass._backend import choose, native
 
 _PREFILL_TIERS = {"cuda": ("triton", "reference"), "cpu": ("reference", "triton")}
 _DECODE_TIERS = {"cuda": ("triton", "reference", "cpu"), "cpu": ("cpu", "reference", "triton")}
@@ -23,10 +23,7 @@ _DECODE_TIERS = {"cuda": ("triton", "reference", "cpu"), "cpu": ("cpu", "referen
 def _tier(op, device, backend, tiers):
     # On CPU the Triton interpreter (even when TRITON_INTERPRET=1 is set, as in the test suite)
     # runs only when asked for by name.
-    order = tiers["cuda" if device.type == "cuda" else "cpu"]
-    if "cpu" in order and not (has_native() and hasattr(native(), "decode_attention_cpu")):
-        order = tuple(t for t in order if t != "cpu") if backend is None else order
-    return choose(op, order, device, backend)
+    return choose(op, tiers["cuda" if device.type == "cuda" else "cpu"], device, backend)
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _INT_DTYPES = (torch.int32, torch.int64)
 # Scores materialised at once by the prefill reference (elements); bounds its memory.

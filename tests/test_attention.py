@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from fastpass import attention as A
-from fastpass import _backend
 from fastpass._backend import usable
 
 TRITON_OK = usable("triton", "cpu") or torch.cuda.is_available()
@@ -283,7 +282,7 @@ def test_cpu_default_tiers(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- C++ tier
-CPU_TIER = _backend.has_native() and hasattr(_backend.native(), "decode_attention_cpu")
+CPU_TIER = usable("cpu", "cpu")
 needs_cpu_tier = pytest.mark.skipif(not CPU_TIER, reason="fastpass._C with decode_attention_cpu is not built")
 # the engine's shapes (SmolLM2: 9 q / 3 kv heads, d 64; Qwen2.5: 12/2, d 128), head sizes that are
 # not a multiple of 64, a prompt with no sequences, more rows than one 16-row block

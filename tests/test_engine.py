@@ -29,8 +29,7 @@ def _split_logits(model, prompts, suffixes, backend="reference"):
     return first, torch.stack(steps, 1)
 
 
-DECODE_TIERS = ["reference"] + (["cpu"] if _backend.has_native() and hasattr(_backend.native(), "decode_attention_cpu")
-                                else [])
+DECODE_TIERS = ["reference"] + (["cpu"] if _backend.usable("cpu", "cpu") else [])
 
 
 @pytest.mark.parametrize("tier", DECODE_TIERS)

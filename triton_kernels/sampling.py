@@ -237,7 +237,6 @@ def _threshold_search_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, l
     over the row, each evaluating the mass (count) above SPLITS thresholds."""
     row = tl.program_id(0)
     inv_t = tl.load(inv_t_ptr + row)
-    base = logits_ptr + row.to(tl.int64) * stride_row
     if HAS_LO:
         lo_cut = tl.load(lo_cut_ptr + row)
     else:
@@ -246,10 +245,7 @@ def _threshold_search_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, l
     m = float("-inf")
     z = 0.0
     for start in range(0, V, TILE):
-        offs = start + tl.arange(0, TILE)
-        x = tl.load(base + offs, mask=offs < V, other=float("-inf")).to(tl.float32)
-        x = tl.where(x == x, x, float("-inf"))
-        x = tl.minimum(x, _FLT_MAX) * inv_t
+        offs, in_row, x = _scaled_tile(logits_ptr, row, stride_row, start // TILE, V, inv_t, TILE)
         x = tl.where(x >= lo_cut, x, float("-inf"))
         m_new = tl.maximum(m, tl.max(x, axis=0))
         z = z * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
@@ -266,12 +262,9 @@ def _threshold_search_kernel(logits_ptr, stride_row, V, inv_t_ptr, lo_cut_ptr, l
         s = lo + ((hi - lo) * j) // (SPLITS + 1)
         above = tl.zeros([SPLITS], dtype=tl.float32)
         for start in range(0, V, TILE):
-            offs = start + tl.arange(0, TILE)
-            x = tl.load(base + offs, mask=offs < V, other=float("-inf")).to(tl.float32)
-            x = tl.where(x == x, x, float("-inf"))
-            x = tl.minimum(x, _FLT_MAX) * inv_t
+            offs, in_row, x = _scaled_tile(logits_ptr, row, stride_row, start // TILE, V, inv_t, TILE)
             if COUNT:
-                e = tl.where((x >= lo_cut) & (offs < V), 1.0, 0.0)
+                e = tl.where((x >= lo_cut) & in_row, 1.0, 0.0)
             else:
                 e = tl.where(x >= lo_cut, tl.exp(x - m), 0.0)
             key = _order_key(x).to(tl.int64)

@@ -14,6 +14,10 @@
 namespace fastpass {
 namespace rx {
 
+// First unit equal to x in hay[from, n), or n (memchr for bytes on the host; defined below).
+template <class T>
+FASTPASS_HD int32_t find_unit(const T* hay, int32_t n, int32_t from, T x);
+
 // ---- sources for batch search ------------------------------------------------------------------
 // A source yields units: UTF-8 bytes (kCodepoints = false: decoded here with Python's
 // errors="replace") or code points (kCodepoints = true: a Python str read in place).
@@ -32,8 +36,7 @@ struct FlatSrc {  // one item's UTF-8 bytes
   FASTPASS_HD void skip(const uint32_t* first, bool ascii_only, int single) {
 #if !defined(__CUDA_ARCH__)
     if (single >= 0 && ascii_only) {  // one possible first byte: memchr
-      const void* hit = std::memchr(p + i, single, (size_t)(n - i));
-      i = hit ? (int32_t)((const uint8_t*)hit - p) : n;
+      i = find_unit<uint8_t>(p, n, i, (uint8_t)single);
       return;
     }
 #endif
@@ -101,7 +104,6 @@ inline bool has_avx2() {
 }
 #endif
 
-// First unit equal to x in hay[from, n), or n.
 template <class T>
 FASTPASS_HD FASTPASS_INLINE int32_t find_unit(const T* hay, int32_t n, int32_t from, T x) {
   int32_t i = from;
@@ -230,9 +232,7 @@ struct CpSrc {  // a Python str in place: 1, 2 or 4 bytes per code point (host o
   FASTPASS_HD void skip(const uint32_t* first, bool ascii_only, int single) {
 #if !defined(__CUDA_ARCH__)
     if (kind == 1 && single >= 0 && ascii_only) {
-      const uint8_t* b = (const uint8_t*)p;
-      const void* hit = std::memchr(b + i, single, (size_t)(n - i));
-      i = hit ? (int32_t)((const uint8_t*)hit - b) : n;
+      i = find_unit<uint8_t>((const uint8_t*)p, n, i, (uint8_t)single);
       return;
     }
 #endif
