@@ -85,3 +85,42 @@ def test_embedded_gguf_is_parsed_once_and_gguf_is_restored(monkeypatch):
     assert model.config.vocab_size == 49152 and len(tok) <= model.config.vocab_size
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()
+
+
+def _screen_imports() -> dict[str, set[str]]:
+    """fastpass.screen module -> the fastpass.screen modules it imports anywhere (top level or inside
+    a function: a deferred import still makes a cycle in the design)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "fastpass" / "screen"
+    graph = {}
+    for path in folder.glob("*.py"):
+        name = f"fastpass.screen.{path.stem}"
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fastpass.screen."):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("fastpass.screen.")}
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_screen_modules_import_without_cycles():
+    graph = _screen_imports()
+    assert "fastpass.screen.presets" in graph and graph["fastpass.screen.default_set"]
+    state: dict[str, int] = {}
+
+    def visit(node, path):
+        if state.get(node) == 1:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(node):] + [node]))
+        if state.get(node) == 2:
+            return
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            visit(dep, path + [node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        visit(name, [])

@@ -10,17 +10,8 @@ Grading is the seed's rule: fp.R1_ANSWER, stripped capture == gold; sequences st
 """
 from __future__ import annotations
 
-from fastpass.grading import R1_ANSWER
-from fastpass.screen.presets import Preset, Template
+from fastpass.screen.presets import DEFAULT_INSTRUCTION, DEFAULT_PRESET, DEFAULT_SHOTS  # noqa: F401 (re-export)
 from fastpass.screen.problems import Problem
-
-DEFAULT_INSTRUCTION = "Answer the question with one word or number inside <answer></answer> tags."
-DEFAULT_SHOTS = (("What is the capital of Italy?", "<answer>Rome</answer>"),
-                 ("What is 2 + 3?", "<answer>5</answer>"),
-                 ("What color is snow?", "<answer>white</answer>"))
-
-DEFAULT_PRESET = Preset(
-    "default", Template(user=DEFAULT_INSTRUCTION + "\n{question}", shots=DEFAULT_SHOTS), R1_ANSWER)
 
 # Defaults of the embedded run, sized for about 3 minutes on 2 CPU cores.
 DEFAULT_N = 16

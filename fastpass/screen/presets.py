@@ -95,9 +95,17 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def get_preset(name: str) -> Preset:
-    from fastpass.screen.default_set import DEFAULT_PRESET
+# The embedded default set's preset lives here (not in default_set.py) so that presets never
+# imports the problem modules: default_set -> presets/problems, problems -> presets, no cycle.
+DEFAULT_INSTRUCTION = "Answer the question with one word or number inside <answer></answer> tags."
+DEFAULT_SHOTS = (("What is the capital of Italy?", "<answer>Rome</answer>"),
+                 ("What is 2 + 3?", "<answer>5</answer>"),
+                 ("What color is snow?", "<answer>white</answer>"))
+DEFAULT_PRESET = Preset(
+    "default", Template(user=DEFAULT_INSTRUCTION + "\n{question}", shots=DEFAULT_SHOTS), R1_ANSWER)
 
+
+def get_preset(name: str) -> Preset:
     presets = dict(PRESETS, default=DEFAULT_PRESET)
     if name not in presets:
         raise ScreenError(f"unknown preset {name!r}: choose one of {', '.join(sorted(presets))}")
