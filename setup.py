@@ -30,6 +30,9 @@ class CMakeBuild(build_ext):
             f"-DCMAKE_BUILD_TYPE={os.environ.get('FASTPASS_BUILD_TYPE', 'Release')}",
             f"-DFASTPASS_CUDA={os.environ.get('FASTPASS_CUDA', 'AUTO')}",
         ]
+        archs = os.environ.get("FASTPASS_CUDA_ARCHS")  # e.g. "90a": only the GPU at hand (default 80;90a)
+        if archs:
+            args.append(f"-DFASTPASS_CUDA_ARCHS={archs}")
         subprocess.check_call(args, cwd=build_dir)
         jobs = os.environ.get("FASTPASS_JOBS", str(os.cpu_count() or 2))
         subprocess.check_call(["cmake", "--build", ".", "-j", jobs], cwd=build_dir)
