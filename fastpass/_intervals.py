@@ -5,10 +5,19 @@ import numpy as np
 
 
 def bootstrap_interval(matrix: np.ndarray, n_boot: int, seed: int, level: float):
-    """Percentile bootstrap over problems; ``matrix`` is per-problem pass@k [P, len(ks)].
+    """Percentile bootstrap over problems; ``matrix`` is per-problem pass@k [P, len(ks)]."""
+    means = bootstrap_means(matrix, n_boot, seed)
+    tail = (1.0 - level) / 2
+    return np.quantile(means, tail, axis=0), np.quantile(means, 1 - tail, axis=0)
 
-    Resampling problems with replacement = multinomial weights, applied in chunks so memory
-    stays at chunk x P even for 1e5 problems."""
+
+def bootstrap_means(matrix: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot, columns]: column means of ``matrix`` [P, columns] over problems resampled with
+    replacement. Resampling = multinomial weights, applied in chunks so memory stays at
+    chunk x P even for 1e5 problems."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.ndim == 1:
+        matrix = matrix[:, None]
     rng = np.random.default_rng(seed)
     num = matrix.shape[0]
     means = np.empty((n_boot, matrix.shape[1]))
@@ -17,8 +26,7 @@ def bootstrap_interval(matrix: np.ndarray, n_boot: int, seed: int, level: float)
         stop = min(n_boot, start + chunk)
         weights = rng.multinomial(num, np.full(num, 1.0 / num), size=stop - start)
         means[start:stop] = weights @ matrix / num
-    tail = (1.0 - level) / 2
-    return np.quantile(means, tail, axis=0), np.quantile(means, 1 - tail, axis=0)
+    return means
 
 
 def beta_interval(n: np.ndarray, c: np.ndarray, ks: np.ndarray, n_draws: int, seed: int,
