@@ -26,7 +26,7 @@ _EXPORTS = {
     "R1_ANSWER": "fastpass.grading", "grade": "fastpass.grading",
     "SampleBatch": "fastpass.engine", "Sampler": "fastpass.engine", "generate": "fastpass.engine",
     "ScreenReport": "fastpass.screen", "screen": "fastpass.screen",
-    "load_default_model": "fastpass.screen.loading",
+    "load_default_model": "fastpass.screen.loading",  # (model, tokenizer) of the embedded SmolLM2
 }
 _MODULES = {"regex", "attention", "sampling"}  # exported as modules
 # functions named like the module that holds them: fastpass.<name> is the function, as it always was

