@@ -27,6 +27,12 @@ _EXPORTS = {
     "SampleBatch": "fastpass.engine", "Sampler": "fastpass.engine", "generate": "fastpass.engine",
     "ScreenReport": "fastpass.screen", "screen": "fastpass.screen",
     "load_default_model": "fastpass.screen.loading",  # (model, tokenizer) of the embedded SmolLM2
+    # from screen to decision: per-problem fate, the what-if page, gamma from past runs
+    "FateTable": "fastpass.fate", "fate_table": "fastpass.fate",
+    "whatif_html": "fastpass.whatif", "write_whatif": "fastpass.whatif",
+    "Calibration": "fastpass.calibration", "calibrate": "fastpass.calibration",
+    "load_calibration": "fastpass.calibration", "example_runs": "fastpass.calibration",
+    "load_pairs": "fastpass.calibration_data",
 }
 _MODULES = {"regex", "attention", "sampling"}  # exported as modules
 # functions named like the module that holds them: fastpass.<name> is the function, as it always was

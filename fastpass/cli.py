@@ -12,6 +12,8 @@ SUBCOMMANDS = [
     "fastpass.cli_simulate",
     "fastpass.cli_bench",
     "fastpass.cli_screen",
+    "fastpass.cli_whatif",
+    "fastpass.cli_calibrate",
 ]
 
 
