@@ -87,7 +87,7 @@ def _check_prefill(q, k, v, cu_seqlens, scale, softcap, sliding_window):
 
 
 def _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets,
-                  scale, softcap, sliding_window):
+                  scale, softcap, sliding_window, suffix_rows=None):
     _check_float("q", q, 3)
     for name, t in (("prefix_k", prefix_k), ("prefix_v", prefix_v), ("suffix_k", suffix_k),
                     ("suffix_v", suffix_v)):
@@ -99,14 +99,18 @@ def _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix
     if prefix_v.shape != prefix_k.shape or prefix_k.shape[3] != d:
         raise ValueError(f"prefix_k/v must both be [P, Hkv, Lp, D={d}], got {tuple(prefix_k.shape)} "
                          f"and {tuple(prefix_v.shape)}")
-    if suffix_v.shape != suffix_k.shape or tuple(suffix_k.shape[:2]) != (n, hkv) or suffix_k.shape[3] != d:
-        raise ValueError(f"suffix_k/v must both be [N={n}, Hkv={hkv}, S, D={d}], got "
+    rows_ok = suffix_k.shape[0] == n if suffix_rows is None else suffix_k.shape[0] >= 1 or n == 0
+    if suffix_v.shape != suffix_k.shape or not rows_ok or suffix_k.shape[1] != hkv or suffix_k.shape[3] != d:
+        what = f"N={n}" if suffix_rows is None else "R (>= 1 storage rows)"
+        raise ValueError(f"suffix_k/v must both be [{what}, Hkv={hkv}, S, D={d}], got "
                          f"{tuple(suffix_k.shape)} and {tuple(suffix_v.shape)}")
     if hq % hkv:
         raise ValueError(f"query heads ({hq}) must be a multiple of kv heads ({hkv})")
     _check_int("prefix_lens", prefix_lens, p, q.device)
     _check_int("suffix_lens", suffix_lens, n, q.device)
     _check_int("seq_offsets", seq_offsets, p + 1, q.device)
+    if suffix_rows is not None:
+        _check_int("suffix_rows", suffix_rows, n, q.device)
     _check_options(scale, softcap, sliding_window)
     if q.device.type == "cpu":  # value checks cost a sync on GPU: CPU only (numpy views: per layer, cheap)
         offs, plens, slens = (t.detach().numpy() for t in (seq_offsets, prefix_lens, suffix_lens))
@@ -117,6 +121,11 @@ def _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix
         if n and (slens.min() < 0 or slens.max() > suffix_k.shape[2]):
             raise ValueError(f"suffix_lens must lie in [0, {suffix_k.shape[2]}] (suffix_k's length); "
                              "they count the current token")
+        if suffix_rows is not None and n:
+            srows = suffix_rows.detach().numpy()
+            if srows.min() < 0 or srows.max() >= suffix_k.shape[0]:
+                raise ValueError(f"suffix_rows must index suffix_k's {suffix_k.shape[0]} rows, got values in "
+                                 f"[{srows.min()}, {srows.max()}]")
 
 
 # ----------------------------------------------------------------------------- reference
@@ -202,7 +211,8 @@ def decode_prefix_reference(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq
     return out, lse
 
 
-def decode_suffix_reference(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0.0, sliding_window=0):
+def decode_suffix_reference(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0.0, sliding_window=0,
+                            suffix_rows=None):
     """Suffix part of split decode: each sequence's G query heads per kv head against its own
     suffix, [N, Hkv, G, D] @ [N, Hkv, D, S]. Returns fp32 (out [N, Hq, D], lse [N, Hq])."""
     n, hq, d = q.shape
@@ -212,29 +222,33 @@ def decode_suffix_reference(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0
     if n == 0 or smax == 0:
         return (torch.zeros(n, hq, d, dtype=torch.float32, device=q.device),
                 torch.full((n, hq), float("-inf"), dtype=torch.float32, device=q.device))
+    suffix_k, suffix_v = suffix_k[:, :, :smax], suffix_v[:, :, :smax]
+    if suffix_rows is not None:
+        rows = suffix_rows.long()
+        suffix_k, suffix_v = suffix_k.index_select(0, rows), suffix_v.index_select(0, rows)
     qf = q.float().reshape(n, hkv, g, d)
-    s = _scores(qf, suffix_k[:, :, :smax].float(), scale, softcap)  # [N, Hkv, G, S]
+    s = _scores(qf, suffix_k.float(), scale, softcap)  # [N, Hkv, G, S]
     key = torch.arange(smax, device=q.device)
     slen = suffix_lens.long().view(n, 1, 1, 1)
     visible = key < slen
     if sliding_window > 0:  # query at suffix index slen-1 sees suffix keys j > slen-1-W
         visible = visible & (key > slen - 1 - sliding_window)
-    o, l = _masked_softmax_state(s, visible, suffix_v[:, :, :smax].float())
+    o, l = _masked_softmax_state(s, visible, suffix_v.float())
     return o.reshape(n, hq, d), l.reshape(n, hq)
 
 
 def decode_attention_reference(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
-                               seq_offsets, scale, softcap=0.0, sliding_window=0):
+                               seq_offsets, scale, softcap=0.0, sliding_window=0, suffix_rows=None):
     out_p, lse_p = decode_prefix_reference(q, prefix_k, prefix_v, prefix_lens, suffix_lens,
                                            seq_offsets, scale, softcap, sliding_window)
     out_s, lse_s = decode_suffix_reference(q, suffix_k, suffix_v, suffix_lens, scale, softcap,
-                                           sliding_window)
+                                           sliding_window, suffix_rows)
     out, _ = merge_attention_states(out_p, lse_p, out_s, lse_s)
     return out.to(q.dtype)
 
 
 def decode_attention_cpu(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets,
-                         scale, softcap=0.0, sliding_window=0):
+                         scale, softcap=0.0, sliding_window=0, suffix_rows=None):
     """The C++ tier: fp32 (other dtypes are converted, as the reference does), one call per layer."""
     n, hq, d = q.shape
     num_prompts, hkv, lp, _ = prefix_k.shape
@@ -242,9 +256,11 @@ def decode_attention_cpu(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v,
     i32 = lambda t: t.to(torch.int32).contiguous()
     tensors = [f32(q), f32(prefix_k), f32(prefix_v), i32(prefix_lens), f32(suffix_k), f32(suffix_v),
                i32(suffix_lens), i32(seq_offsets)]
+    rows = i32(suffix_rows) if suffix_rows is not None else None
     out = torch.empty(n, hq, d, dtype=torch.float32)
     if n:
-        native().decode_attention_cpu(*(t.data_ptr() for t in tensors), out.data_ptr(), n, hq, hkv, d,
+        native().decode_attention_cpu(*(t.data_ptr() for t in tensors), rows.data_ptr() if rows is not None else 0,
+                                      out.data_ptr(), n, hq, hkv, d,
                                       num_prompts, lp, suffix_k.shape[2], scale, softcap, sliding_window,
                                       torch.get_num_threads())
     return out.to(q.dtype)
@@ -324,26 +340,29 @@ def prefill_attention(q, k, v, cu_seqlens, scale, softcap=0.0, sliding_window=0,
 
 def decode_attention(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
                      seq_offsets, scale, softcap=0.0, sliding_window=0, backend=None,
-                     max_seqs_per_prompt=None):
+                     max_seqs_per_prompt=None, suffix_rows=None):
     """One new query per sequence against its prompt's shared prefix plus its own suffix.
 
     q [N, Hq, D]; prefix_k/v [P, Hkv, Lp_max, D] with prefix_lens int32[P] (left-aligned);
     suffix_k/v [N, Hkv, S_max, D] with suffix_lens int32[N] counting the current token; rows
     seq_offsets[p]:seq_offsets[p+1] belong to prompt p. Returns [N, Hq, D] in q's dtype.
+    ``suffix_rows`` (int32 [N], optional): row i's suffix lives at suffix_k/v[suffix_rows[i]] (the
+    storage then has any number of rows), so a scheduler can reorder and refill the batch while
+    every sample's suffix stays where it was written.
     ``max_seqs_per_prompt`` (an upper bound on seq_offsets' steps) keeps the triton tier free of
     host syncs, so it can run inside a captured CUDA graph."""
     _check_decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets,
-                  scale, softcap, sliding_window)
+                  scale, softcap, sliding_window, suffix_rows)
     tier = _tier("decode_attention", q.device, backend, _DECODE_TIERS)
     if tier == "cpu":
         return decode_attention_cpu(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
-                                    seq_offsets, float(scale), float(softcap), sliding_window)
+                                    seq_offsets, float(scale), float(softcap), sliding_window, suffix_rows)
     if tier == "triton":
         from fastpass.triton_kernels import attention as tk
 
         return tk.decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
                          seq_offsets, float(scale), float(softcap), sliding_window,
-                         max_seqs_per_prompt=max_seqs_per_prompt)
+                         max_seqs_per_prompt=max_seqs_per_prompt, suffix_rows=suffix_rows)
     return decode_attention_reference(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v,
                                       suffix_lens, seq_offsets, float(scale), float(softcap),
-                                      sliding_window)
+                                      sliding_window, suffix_rows)

@@ -28,6 +28,7 @@ whose logits are all -inf returns its first index.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -97,9 +98,39 @@ def _as_key_scalar(value, name: str, device) -> torch.Tensor | int:
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a python int or a 0-d int64 tensor, got {type(value).__name__}")
-    # keep the low 64 bits, as two's complement, so any python int is a valid key
-    value &= (1 << 64) - 1
+    return key64(value, name)
+
+
+def key64(value: int, name: str = "seed") -> int:
+    """A key in [-2^63, 2^64) as the int64 holding the same 64 bits (seed 2^63 and seed 0 differ);
+    anything wider would wrap onto another key, so it is refused."""
+    if not -(1 << 63) <= value < 1 << 64:
+        raise ValueError(f"{name} = {value} does not fit in 64 bits: use a {name} in [0, 2**64)")
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _check_scalar(name, value, kind, lo, hi, lo_open=False, hint=""):
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an int" if kind is numbers.Integral else "a number"
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    if not (value > lo if lo_open else value >= lo) or not value <= hi:  # NaN fails both
+        span = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi == math.inf else ']'}"
+        raise ValueError(f"{name} must lie in {span}{hint}, got {value!r}")
+
+
+def check_sampling_args(temperature=1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+                        repetition_penalty: float = 1.0) -> None:
+    """The one check of the scalar sampling settings (the op, the Sampler and fp.screen use it)."""
+    _check_scalar("temperature", temperature, numbers.Real, 0, math.inf, hint=" (0 = greedy)")
+    if math.isinf(temperature):
+        raise ValueError("temperature must be finite (0 = greedy, 1 = the model's distribution), got inf")
+    _check_scalar("top_k", top_k, numbers.Integral, 0, math.inf, hint=" (0 = off)")
+    _check_scalar("top_p", top_p, numbers.Real, 0, 1, lo_open=True, hint=" (1.0 = off)")
+    _check_scalar("min_p", min_p, numbers.Real, 0, 1, hint=" (0.0 = off)")
+    _check_scalar("repetition_penalty", repetition_penalty, numbers.Real, 0, math.inf, lo_open=True,
+                  hint=" (1.0 = off)")
+    if math.isinf(repetition_penalty):
+        raise ValueError("repetition_penalty must be finite (1.0 = off), got inf")
 
 
 def _as_row_ids(ids, name: str, batch: int, device) -> torch.Tensor | None:
@@ -122,12 +153,7 @@ def _check_args(logits, temperature, top_k, top_p, min_p):
         raise TypeError(f"logits must be float32, bfloat16 or float16, got {logits.dtype}")
     if logits.shape[1] == 0:
         raise ValueError("logits has an empty vocabulary dimension")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an int >= 0 (0 = off), got {top_k!r}")
-    if not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1] (1.0 = off), got {top_p!r}")
-    if not isinstance(min_p, (int, float)) or not 0.0 <= min_p <= 1.0:
-        raise ValueError(f"min_p must be in [0, 1] (0.0 = off), got {min_p!r}")
+    check_sampling_args(1.0 if isinstance(temperature, torch.Tensor) else temperature, top_k, top_p, min_p)
     B = logits.shape[0]
     if isinstance(temperature, torch.Tensor):
         if temperature.shape != (B,) or not temperature.is_floating_point():
@@ -139,9 +165,6 @@ def _check_args(logits, temperature, top_k, top_p, min_p):
         # a value check needs the host; only where that costs no device sync
         if temperature.device.type == "cpu" and bool((~(temperature >= 0)).any()):
             raise ValueError("temperature must be >= 0 (0 = greedy) and not NaN")
-    elif isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not temperature >= 0 or math.isinf(temperature):
-        raise ValueError(f"temperature must be a finite float >= 0 (0 = greedy), got {temperature!r}")
 
 
 def _inv_temperature(temperature, batch: int, device) -> torch.Tensor | float:
@@ -350,7 +373,7 @@ def sample_triton(logits, inv_t, cutoff, seed, step, stream_ids, sample_ids,
         sample_ids if sample_ids is not None else out,
         TILE=tile, NT=max(2, 1 << (n_tiles - 1).bit_length()),
         INV_T_PTR=inv_is_ptr, HAS_CUTOFF=cutoff is not None, HAS_GREEDY=has_greedy,
-        SEED_PTR=seed_is_ptr, STEP_PTR=step_is_ptr,
+        SEED_PTR=seed_is_ptr, STEP_PTR=step_is_ptr, STEP_PER_ROW=step_is_ptr and step.dim() == 1,
         HAS_STREAM=stream_ids is not None, HAS_SAMPLE=sample_ids is not None, num_warps=warps)
     return out
 
@@ -366,15 +389,18 @@ def sample(logits: torch.Tensor, temperature=1.0, top_k: int = 0, top_p: float =
 
     temperature: float or float tensor [B] (0 = greedy: first arg-max). top_k (0 = off),
     top_p (1.0 = off), min_p (0.0 = off, relative to the max probability after temperature).
-    seed, step: python int or 0-d int64 tensor on the logits' device. stream_ids, sample_ids:
-    int64 [B] (defaults arange(B) and zeros). The draw of a row is a pure function of
+    seed: python int or 0-d int64 tensor on the logits' device; step: the same, or int64 [B]
+    (each row at its own step). stream_ids, sample_ids: int64 [B] (defaults arange(B) and zeros). The draw of a row is a pure function of
     (seed, stream_id, sample_id, step) and its logits. backend: "triton" or "reference"
     (default: triton on CUDA, reference on CPU)."""
     _check_args(logits, temperature, top_k, top_p, min_p)
     B, V = logits.shape
     dev = logits.device
     seed = _as_key_scalar(seed, "seed", dev)
-    step = _as_key_scalar(step, "step", dev)
+    if isinstance(step, torch.Tensor) and step.dim() == 1:  # one step per row (continuous batching)
+        step = _as_row_ids(step, "step", B, dev)
+    else:
+        step = _as_key_scalar(step, "step", dev)
     stream_ids = _as_row_ids(stream_ids, "stream_ids", B, dev)
     sample_ids = _as_row_ids(sample_ids, "sample_ids", B, dev)
     # on CPU the reference (vectorised torch) beats the Triton interpreter by orders of magnitude

@@ -387,3 +387,43 @@ def test_decode_cpu_tier_propagates_nan_like_the_reference():
     assert torch.isnan(got[1, 2]).all() and torch.isnan(got[4, 3:]).all() and not torch.isnan(got[0]).any()
     ok = ~torch.isnan(ref).any(-1)
     torch.testing.assert_close(got[ok], ref[ok], atol=2e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- suffix_rows
+def _scattered_suffixes(c, storage_rows, seed):
+    """The case's suffixes moved to random rows of a larger storage (continuous batching keeps
+    every sample's suffix where it was written while the batch order changes)."""
+    n = c["q"].shape[0]
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(storage_rows, generator=g)[:n]
+    out = dict(c)
+    for name in ("suffix_k", "suffix_v"):
+        big = torch.randn(storage_rows, *c[name].shape[1:], generator=g).to(c[name])
+        big[rows] = c[name]
+        out[name] = big
+    out["suffix_rows"] = rows.to(torch.int32)
+    return out
+
+
+SUFFIX_ROW_TIERS = ["reference", pytest.param("cpu", marks=needs_cpu_tier),
+                    pytest.param("triton", marks=needs_triton)]
+
+
+@pytest.mark.parametrize("tier", SUFFIX_ROW_TIERS)
+@pytest.mark.parametrize("shape", DECODE_SHAPES)
+@pytest.mark.parametrize("softcap,window", [(0.0, 0), (3.0, 24), (0.0, 6)])
+def test_decode_suffix_rows_equal_contiguous_suffixes(tier, shape, softcap, window):
+    ks, plens, slens, hq, hkv, d = shape
+    c = decode_case(ks, plens, slens, hq, hkv, d, seed=7 + len(ks))
+    scattered = _scattered_suffixes(c, sum(ks) + 5, seed=len(ks))
+    scale = d ** -0.5
+    want = A.decode_attention(**c, scale=scale, softcap=softcap, sliding_window=window, backend="reference")
+    got = A.decode_attention(**scattered, scale=scale, softcap=softcap, sliding_window=window, backend=tier)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)
+
+
+def test_decode_suffix_rows_out_of_range_is_one_line_error():
+    c = _scattered_suffixes(decode_case([2, 1], [5, 3], [1, 2, 3]), 4, seed=0)
+    c["suffix_rows"] = torch.tensor([0, 1, 4], dtype=torch.int32)
+    with pytest.raises(ValueError, match="suffix_rows must index suffix_k's 4 rows"):
+        A.decode_attention(**c, scale=0.25)

@@ -98,8 +98,8 @@ def test_compaction_gives_identical_samples():
     rows = [set(t[:5]) for r in probe.tokens for t in r]
     common = sorted(range(111), key=lambda tok: -sum(tok in r for r in rows))
     kw["eos_token_id"] = common[:3]  # the three tokens most rows draw early: most rows end early
-    plain = fp.Sampler(model, compact=False).sample(prompts, **kw)
-    compacting = fp.Sampler(model, compact=True)
+    plain = fp.Sampler(model, compact=False, continuous=False).sample(prompts, **kw)
+    compacting = fp.Sampler(model, compact=True, continuous=False)
     compacted = compacting.sample(prompts, **kw)
     assert compacting.last_stats["compactions"] >= 1
     assert compacted.tokens == plain.tokens
@@ -122,7 +122,7 @@ def test_oom_splits_chunk_and_keeps_work(monkeypatch):
         return real_run(self)
 
     monkeypatch.setattr(decode_loop.ChunkDecoder, "run", fake_run)
-    sampler = fp.Sampler(model)
+    sampler = fp.Sampler(model, continuous=False)
     got = sampler.sample(prompts, **kw)
     assert got.tokens == want.tokens
     assert sampler.last_stats["oom_splits"] >= 3 and max(attempts) == 12
@@ -161,11 +161,12 @@ def test_model_state_restored_after_error():
     model = tiny_model("llama")
     model.train()
 
-    def boom(chunk):
+    def boom(samples, tokens):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fp.Sampler(model).sample([[1, 2]], n=2, max_new_tokens=2, on_chunk=boom)
+        for _ in fp.Sampler(model).stream([[1, 2]], n=2, max_new_tokens=2, on_progress=boom):
+            pass
     assert model.config._attn_implementation == "sdpa" and model.training
 
 
@@ -184,13 +185,16 @@ class _StopAfter:
             def step(self, ids):
                 self.seen |= torch.isin(ids, toks)
                 return self.seen.clone()
+
+            def reset(self, rows):
+                self.seen[rows] = False
         return S()
 
 
-@pytest.mark.parametrize("compact", [False, True])
-def test_stop_finishes_rows_and_is_reported(compact):
+@pytest.mark.parametrize("continuous,compact", [(False, False), (False, True), (True, None)])
+def test_stop_finishes_rows_and_is_reported(continuous, compact):
     model = tiny_model("llama", seed=8)
-    sampler = fp.Sampler(model, compact=compact)
+    sampler = fp.Sampler(model, compact=compact, continuous=continuous, max_rows=5 if continuous else None)
     kw = dict(n=8, max_new_tokens=12, seed=2)
     probe = sampler.sample([[4, 5, 6]], **kw)
     counts = {}
@@ -207,7 +211,8 @@ def test_stop_finishes_rows_and_is_reported(compact):
         else:
             assert reason == "length" and toks == full
     assert "stop" in batch.finish_reasons[0]
-    assert (sampler.last_stats["compactions"] >= 1) == compact
+    if not continuous:
+        assert (sampler.last_stats["compactions"] >= 1) == compact
 
 
 def test_stop_with_fastpass_regex():

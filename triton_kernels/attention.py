@@ -156,16 +156,18 @@ def _decode_prefix_kernel(Q, PK, PV, PLEN, SLEN, OFFS, OPART, LPART, num_kv_head
 
 
 @triton.jit
-def _decode_suffix_kernel(Q, SK, SV, SLEN, OPART, LPART, OUT, LSE_OUT, qk_scale2, scale, softcap, window,
+def _decode_suffix_kernel(Q, SK, SV, SLEN, SROWS, OPART, LPART, OUT, LSE_OUT, qk_scale2, scale, softcap, window,
                           s_qn, s_qh, s_qd, s_kn, s_kh, s_kl, s_kd, s_vn, s_vh, s_vl, s_vd,
                           s_ps, s_pn, s_ph, s_pd, s_ls, s_ln, s_lh, s_on, s_oh, s_od, s_en, s_eh,
                           G: tl.constexpr, D: tl.constexpr, BLOCK_G: tl.constexpr,
                           BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, NUM_SPLITS: tl.constexpr,
                           BLOCK_S: tl.constexpr, HAS_SOFTCAP: tl.constexpr, HAS_WINDOW: tl.constexpr,
-                          HAS_SUFFIX: tl.constexpr, WRITE_LSE: tl.constexpr, DOT_PREC: tl.constexpr):
+                          HAS_SUFFIX: tl.constexpr, WRITE_LSE: tl.constexpr, DOT_PREC: tl.constexpr,
+                          HAS_SROWS: tl.constexpr):
     """Grid (sequence, kv head): the G query heads against the sequence's own suffix. The
     online-softmax state starts from the NUM_SPLITS fp32 partials (out, lse) of the prefix,
-    merged by LSE, so merging costs no extra pass. HAS_SUFFIX=False: merge only."""
+    merged by LSE, so merging costs no extra pass. HAS_SUFFIX=False: merge only. HAS_SROWS: the
+    sequence's suffix is stored at row SROWS[n] of SK/SV (continuous batching)."""
     n = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1)
     offs_g = tl.arange(0, BLOCK_G)
@@ -196,8 +198,11 @@ def _decode_suffix_kernel(Q, SK, SV, SLEN, OPART, LPART, OUT, LSE_OUT, qk_scale2
         lo = 0
         if HAS_WINDOW:
             lo = (tl.maximum(slen - window, 0) // BLOCK_N) * BLOCK_N
-        k_base = SK + n * s_kn + kvh * s_kh
-        v_base = SV + n * s_vn + kvh * s_vh
+        srow = n
+        if HAS_SROWS:
+            srow = tl.load(SROWS + n).to(tl.int64)
+        k_base = SK + srow * s_kn + kvh * s_kh
+        v_base = SV + srow * s_vn + kvh * s_vh
         for n0 in range(lo, slen, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
             n_ok = offs_n < slen
@@ -313,7 +318,7 @@ def _launch_prefix(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_offsets,
 
 
 def _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, num_splits, out, lse_out,
-                   has_suffix, args, meta):
+                   has_suffix, args, meta, suffix_rows=None):
     """Suffix kernel: merges the first ``num_splits`` partials, then (has_suffix) attends the
     suffix; writes ``out`` (any dtype) and, when given, ``lse_out``."""
     n, hq, d = q.shape
@@ -323,7 +328,8 @@ def _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, num_splits,
         opart = torch.empty(1, 1, 1, 1, dtype=torch.float32, device=q.device)
         lpart = opart[:, :, :, 0]
     lse_arg = lse_out if lse_out is not None else lpart[0]
-    _decode_suffix_kernel[(n, hkv)](q, suffix_k, suffix_v, suffix_lens, opart, lpart, out, lse_arg,
+    srows = suffix_rows if suffix_rows is not None else suffix_lens
+    _decode_suffix_kernel[(n, hkv)](q, suffix_k, suffix_v, suffix_lens, srows, opart, lpart, out, lse_arg,
                                     *args.values(), *q.stride(), *suffix_k.stride(),
                                     *suffix_v.stride(), *opart.stride(), *lpart.stride(),
                                     *out.stride(), *lse_arg.stride(), G=hq // hkv,
@@ -331,6 +337,7 @@ def _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, num_splits,
                                     BLOCK_N=block_n, NUM_SPLITS=num_splits,
                                     BLOCK_S=max(2, triton.next_power_of_2(num_splits)),
                                     HAS_SUFFIX=has_suffix, WRITE_LSE=lse_out is not None,
+                                    HAS_SROWS=suffix_rows is not None,
                                     num_warps=warps, num_stages=stages, **meta)
 
 
@@ -356,7 +363,7 @@ def decode_prefix_partials(q, prefix_k, prefix_v, prefix_lens, suffix_lens, seq_
 
 
 def decode_suffix(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0.0, window=0, opart=None,
-                  lpart=None):
+                  lpart=None, suffix_rows=None):
     """Suffix part. With prefix partials: merged output in q's dtype. Without: fp32 (out, lse)."""
     n, hq, d = q.shape
     has_prefix = opart is not None
@@ -365,7 +372,7 @@ def decode_suffix(q, suffix_k, suffix_v, suffix_lens, scale, softcap=0.0, window
     if n:
         _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart,
                        opart.shape[0] if has_prefix else 0, out, lse, True,
-                       *_common(q, scale, softcap, window))
+                       *_common(q, scale, softcap, window), suffix_rows=suffix_rows)
     return out if has_prefix else (out, lse)
 
 
@@ -373,7 +380,7 @@ _SIDE_STREAMS: dict = {}
 
 
 def _decode_concurrent(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
-                       seq_offsets, args, meta, max_seqs_per_prompt):
+                       seq_offsets, args, meta, max_seqs_per_prompt, suffix_rows=None):
     """Prefix part (latency-bound, few programs) and suffix part (bandwidth-bound) run side by
     side on two streams (a fork/join that CUDA graphs capture), each writing fp32 partials;
     a third small launch merges them."""
@@ -394,29 +401,30 @@ def _decode_concurrent(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, s
         opart[:splits].zero_()
     with torch.cuda.stream(side):
         _launch_suffix(q, suffix_k, suffix_v, suffix_lens, None, None, 0, opart[splits],
-                       lpart[splits], True, args, meta)
+                       lpart[splits], True, args, meta, suffix_rows)
     main.wait_stream(side)
     out = torch.empty_like(q)
     _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, splits + 1, out, None, False,
-                   args, meta)
+                   args, meta, suffix_rows)
     return out
 
 
 def decode(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets, scale,
-           softcap=0.0, window=0, max_seqs_per_prompt=None):
+           softcap=0.0, window=0, max_seqs_per_prompt=None, suffix_rows=None):
     n, hq, d = q.shape
     out = torch.empty_like(q)
     if n == 0:
         return out
     args, meta = _common(q, scale, softcap, window)
     if prefix_k.shape[2] == 0:  # no prefix storage: one pass over the suffixes
-        _launch_suffix(q, suffix_k, suffix_v, suffix_lens, None, None, 0, out, None, True, args, meta)
+        _launch_suffix(q, suffix_k, suffix_v, suffix_lens, None, None, 0, out, None, True, args, meta,
+                       suffix_rows)
         return out
     if q.is_cuda and TUNING["concurrent"]:
         return _decode_concurrent(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens,
-                                  seq_offsets, args, meta, max_seqs_per_prompt)
+                                  seq_offsets, args, meta, max_seqs_per_prompt, suffix_rows)
     opart, lpart = decode_prefix_partials(q, prefix_k, prefix_v, prefix_lens, suffix_lens,
                                           seq_offsets, scale, softcap, window, max_seqs_per_prompt)
     _launch_suffix(q, suffix_k, suffix_v, suffix_lens, opart, lpart, opart.shape[0], out, None, True,
-                   args, meta)
+                   args, meta, suffix_rows)
     return out

@@ -65,12 +65,14 @@ def _keyed_uniform(seed, stream, sample, step, counter):
 @triton.jit
 def _row_key(row, seed_ptr, seed_val, step_ptr, step_val, stream_ptr, sample_ptr,
              SEED_PTR: tl.constexpr, STEP_PTR: tl.constexpr,
-             HAS_STREAM: tl.constexpr, HAS_SAMPLE: tl.constexpr):
+             HAS_STREAM: tl.constexpr, HAS_SAMPLE: tl.constexpr, STEP_PER_ROW: tl.constexpr):
     if SEED_PTR:
         seed = tl.load(seed_ptr).to(tl.int64)
     else:
         seed = seed_val.to(tl.int64)
-    if STEP_PTR:
+    if STEP_PER_ROW:  # continuous batching: each row is at its own step of its own sample
+        step = tl.load(step_ptr + row).to(tl.int64)
+    elif STEP_PTR:
         step = tl.load(step_ptr).to(tl.int64)
     else:
         step = step_val.to(tl.int64)
@@ -141,7 +143,7 @@ def _select_kernel(logits_ptr, stride_row, V, n_tiles,
                    TILE: tl.constexpr, NT: tl.constexpr,
                    INV_T_PTR: tl.constexpr, HAS_CUTOFF: tl.constexpr, HAS_GREEDY: tl.constexpr,
                    SEED_PTR: tl.constexpr, STEP_PTR: tl.constexpr,
-                   HAS_STREAM: tl.constexpr, HAS_SAMPLE: tl.constexpr):
+                   HAS_STREAM: tl.constexpr, HAS_SAMPLE: tl.constexpr, STEP_PER_ROW: tl.constexpr):
     row = tl.program_id(0)
     inv_t, greedy = _row_inv_t(row, inv_t_ptr, inv_t_val, INV_T_PTR)
 
@@ -164,7 +166,7 @@ def _select_kernel(logits_ptr, stride_row, V, n_tiles,
 
     seed, stream, sample, step = _row_key(row, seed_ptr, seed_val, step_ptr, step_val,
                                           stream_ptr, sample_ptr,
-                                          SEED_PTR, STEP_PTR, HAS_STREAM, HAS_SAMPLE)
+                                          SEED_PTR, STEP_PTR, HAS_STREAM, HAS_SAMPLE, STEP_PER_ROW)
     u1 = _keyed_uniform(seed, stream, sample, step, 0)
     u2 = _keyed_uniform(seed, stream, sample, step, 1)
 

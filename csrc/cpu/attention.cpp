@@ -136,7 +136,7 @@ struct Unit {
 
 struct Scratch {
   std::vector<float> q, kt, scores, acc, zeros, inv_sum;
-  std::vector<int64_t> seq, p_lo, s_lo, s_hi;
+  std::vector<int64_t> seq, srow, p_lo, s_lo, s_hi;
 };
 
 FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scratch& w) {
@@ -149,8 +149,9 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
   for (auto* v : {&w.q, &w.acc}) if ((int64_t)v->size() < R * D) v->resize(R * D);
   if ((int64_t)w.scores.size() < R * width) w.scores.resize(R * width);
   if ((int64_t)w.inv_sum.size() < R) w.inv_sum.resize(R);
-  for (auto* v : {&w.seq, &w.p_lo, &w.s_lo, &w.s_hi}) if ((int64_t)v->size() < R) v->resize(R);
-  int64_t *seq = w.seq.data(), *p_lo = w.p_lo.data(), *s_lo = w.s_lo.data(), *s_hi = w.s_hi.data();
+  for (auto* v : {&w.seq, &w.srow, &w.p_lo, &w.s_lo, &w.s_hi}) if ((int64_t)v->size() < R) v->resize(R);
+  int64_t *seq = w.seq.data(), *srow = w.srow.data(), *p_lo = w.p_lo.data(), *s_lo = w.s_lo.data(),
+          *s_hi = w.s_hi.data();
   float* inv_sum = w.inv_sum.data();
   float* q = w.q.data();
   float* kt = w.kt.data();
@@ -160,6 +161,7 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
   for (int64_t r = 0; r < R; ++r) {
     const int64_t row = r;
     seq[r] = seq0 + row / G;
+    srow[r] = a.suffix_rows ? a.suffix_rows[seq[r]] : seq[r];
     const float* src = a.q + (seq[r] * a.num_q_heads + h * G + row % G) * D;
     for (int64_t d = 0; d < D; ++d) q[r * D + d] = src[d] * a.scale;
     s_hi[r] = a.suffix_lens[seq[r]];
@@ -191,7 +193,7 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
   }
   // suffix scores: each row against its own sequence's keys
   for (int64_t r = 0; r < R; ++r) {
-    const float* sk = a.suffix_k + (seq[r] * a.num_kv_heads + h) * S * D;
+    const float* sk = a.suffix_k + (srow[r] * a.num_kv_heads + h) * S * D;
     const float* qr = q + r * D;
     for (int64_t t = s_lo[r]; t < s_hi[r]; ++t) {
       float part[16] = {};
@@ -235,7 +237,7 @@ FASTPASS_CLONES void run_unit(const DecodeAttentionArgs& a, const Unit& u, Scrat
   // each row's own suffix, then normalise
   for (int64_t r = 0; r < R; ++r) {
     float* o = acc + r * D;
-    const float* sv = a.suffix_v + (seq[r] * a.num_kv_heads + h) * S * D;
+    const float* sv = a.suffix_v + (srow[r] * a.num_kv_heads + h) * S * D;
     add_weighted_rows(sc + r * width + plen, sv, s_lo[r], s_hi[r], D, o);
     const int64_t row = r;
     float* dst = a.out + (seq[r] * a.num_q_heads + h * G + row % G) * D;

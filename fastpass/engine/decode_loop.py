@@ -29,6 +29,8 @@ class DecodeParams:
     use_graph: bool | None = None  # None: on CUDA
     compact: bool | None = None    # gather live rows once half have finished (eager path; None: on)
     backend: str | None = None
+    repetition_penalty: float = 1.0  # HF's: present tokens' logits / penalty (x penalty if negative)
+    static_batch: bool | None = None  # continuous batching: pad to graph buckets without graphs (tests)
 
 
 @dataclass

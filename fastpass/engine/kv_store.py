@@ -37,6 +37,7 @@ class KVStore:
         # decode state, updated in place (so a captured graph sees new values on replay)
         self.suffix_lens = torch.zeros(self.num_seqs, **i32)  # valid entries incl. the current token
         self.write_pos = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.suffix_rows = None  # identity: batch row i keeps its suffix at storage row i
         # prefill metadata, set by begin_prefill
         self.mode = "prefill"
         self.cu_seqlens = None
@@ -96,6 +97,30 @@ class KVStore:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for d in (self.prefix_k, self.prefix_v, self.suffix_k,
                                                            self.suffix_v) for t in d.values())
+
+
+class SlotKVStore(KVStore):
+    """KV storage for continuous batching: ``num_slots`` resident prompts (prefix slots, refilled
+    as prompts finish) and ``num_rows`` suffix rows (one per decode row, refilled as samples finish).
+
+    The batch order changes at every refill, the storage never moves: the scheduler sets
+    ``suffix_rows`` (batch row -> storage row), ``suffix_lens`` and ``write_slots`` (per batch row)
+    and ``seq_offsets`` (batch rows grouped by slot) in place before each step."""
+
+    def __init__(self, num_slots: int, prefix_capacity: int, num_rows: int, suffix_capacity: int,
+                 device: torch.device, backend: str | None = None):
+        super().__init__([prefix_capacity] * num_slots, [1] * num_slots, suffix_capacity, device, backend)
+        self.num_seqs = num_rows  # storage rows: sizes the suffix tensors
+        self.prefix_lens.zero_()  # a slot's length is set when a prompt is prefilled into it
+        self.prompt_of_seq = None
+        # per batch row, set before each step by the scheduler
+        self.suffix_lens = self.suffix_rows = self.write_slots = None
+
+    def store_suffix(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k, v: [B, Hkv, D], the current token of every batch row, written at its own slot."""
+        rows, slots = self.suffix_rows, self.write_slots
+        self.suffix_k[layer][rows, :, slots] = k
+        self.suffix_v[layer][rows, :, slots] = v
 
 
 def _cumsum(xs):

@@ -49,7 +49,7 @@ def _fastpass_attention(module, query, key, value, attention_mask, scaling=None,
     out = decode_attention(query[:, :, 0], store.prefix_k[layer], store.prefix_v[layer], store.prefix_lens,
                            store.suffix_k[layer], store.suffix_v[layer], store.suffix_lens,
                            store.seq_offsets, scale, softcap=softcap, sliding_window=window,
-                           backend=store.backend, **hint)
+                           backend=store.backend, suffix_rows=store.suffix_rows, **hint)
     return out.unsqueeze(1), None
 
 
@@ -130,26 +130,28 @@ class ModelAdapter:
             model.set_attn_implementation(original)
             model.train(training)
 
-    def prefill(self, store, prompts: list[list[int]]) -> torch.Tensor:
-        """Prefill every prompt once into ``store``; returns last-position logits [P, V]."""
+    def prefill(self, store, prompts: list[list[int]], slots: list[int] | None = None) -> torch.Tensor:
+        """Prefill every prompt once into ``store`` (prompt i into prefix slot ``slots[i]``, default
+        i); returns last-position logits [P, V]."""
+        slots = list(range(len(prompts))) if slots is None else slots
         out, group, group_tokens = [], [], 0
         for i, p in enumerate(prompts):
             if group and group_tokens + len(p) > self.prefill_token_budget:
-                out.append(self._prefill_group(store, prompts, group))
+                out.append(self._prefill_group(store, prompts, group, slots))
                 group, group_tokens = [], 0
             group.append(i)
             group_tokens += len(p)
-        out.append(self._prefill_group(store, prompts, group))
+        out.append(self._prefill_group(store, prompts, group, slots))
         return torch.cat(out, 0)
 
-    def _prefill_group(self, store, prompts, ids: list[int]) -> torch.Tensor:
+    def _prefill_group(self, store, prompts, ids: list[int], slots: list[int]) -> torch.Tensor:
         lens = [len(prompts[i]) for i in ids]
         flat = [t for i in ids for t in prompts[i]]
         dev = self.device
         input_ids = torch.tensor(flat, dtype=torch.long, device=dev)[None]
         positions = torch.cat([torch.arange(n, device=dev) for n in lens])[None]
         last = torch.tensor(lens, device=dev).cumsum(0) - 1
-        store.begin_prefill(ids, lens)
+        store.begin_prefill([slots[i] for i in ids], lens)
         res = self.model(input_ids=input_ids, position_ids=positions, use_cache=False, fastpass_kv=store,
                          logits_to_keep=last)
         return res.logits[0]

@@ -2,6 +2,7 @@
 out-of-memory split the failing chunk in two and retry (finished chunks are kept)."""
 from __future__ import annotations
 
+import os
 from collections import deque
 
 import torch
@@ -111,3 +112,78 @@ def run_chunks(adapter, chunks: list[list[ChunkItem]], num_prompts: int, n: int,
         if on_chunk is not None:
             on_chunk(chunk)
     return tokens, lengths, reasons, stats
+
+
+# ---------------------------------------------------------------------------- continuous batching
+CPU_ROWS = 64        # decode rows on CPU (bench/bench_e2e.py P7: rows beyond this add attention, not speed)
+SLOTS_PER_ROW_SHARE = 3  # resident prompts per (rows / n): a prompt keeps its slot until its last sample ends
+
+
+def _slot_bytes(adapter, prefix_capacity: int) -> int:
+    """A resident prompt: its KV once and its last-position logits (fp32)."""
+    return adapter.kv_bytes_per_token() * prefix_capacity + adapter.vocab_size * 4
+
+
+def _host_budget() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.5)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def plan_continuous(adapter, prompts: list[list[int]], n: int, max_new_tokens: int, max_rows: int | None = None,
+                    budget: int | None = None, penalty: bool = False) -> tuple[int, int]:
+    """(decode rows, prompt slots) for a continuous run that fits ``budget`` bytes (default: the
+    GPU's free memory, or half the host's available memory on CPU)."""
+    total = len(prompts) * n
+    cuda = adapter.device.type == "cuda"
+    rows = min(total, max_rows or (GPU_MAX_ROWS if cuda else CPU_ROWS))
+    if budget is None:
+        budget = memory_budget(adapter) if cuda else _host_budget()
+    per_row = _row_bytes(adapter, max_new_tokens) + (adapter.vocab_size if penalty else 0)
+    per_slot = _slot_bytes(adapter, max(len(p) for p in prompts))
+
+    def slots_for(r):
+        return min(len(prompts), max(2, SLOTS_PER_ROW_SHARE * -(-r // n)))
+
+    while budget is not None and rows > 1 and rows * per_row + slots_for(rows) * per_slot > budget:
+        rows //= 2
+    return rows, slots_for(rows)
+
+
+def run_continuous(adapter, items: list[ChunkItem], n: int, params: DecodeParams, rows: int, slots: int,
+                   stats: dict):
+    """Yields a PromptResult per prompt as its samples finish. On CUDA out-of-memory the decoder is
+    rebuilt with half the rows and only the samples not yet drawn are decoded again (keyed draws:
+    the same tokens)."""
+    from fastpass.engine.scheduler import ContinuousDecoder
+
+    results: dict = {}
+    completed = set()
+    stats.update(oom_splits=0, rows=rows, slots=slots)
+    while True:
+        decoder = ContinuousDecoder(adapter, items, n, params, rows, slots, results)
+        try:
+            for res in decoder.run():
+                completed.add(res.index)
+                yield res
+            break
+        except torch.cuda.OutOfMemoryError:
+            if rows <= 1:
+                raise
+        del decoder
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        by_index = {it.index: it for it in items if it.index not in completed}
+        items = [ChunkItem(it.prompt, it.stream_id, first, count, it.index)
+                 for it in by_index.values()
+                 for first, count in _missing(results.get(it.index), n)]
+        rows, slots = max(1, rows // 2), max(1, slots // 2)
+        stats["oom_splits"] += 1
+    for key in ("steps", "refills", "prefills", "graph", "row_steps", "live_row_steps", "threads"):
+        stats[key] = decoder.stats.get(key)
+    stats["rows"] = rows
+
+
+def _missing(result, n):
+    return [(0, n)] if result is None else result.missing()
