@@ -73,7 +73,9 @@ class Prediction:
 
 def predict_post_rl(curve_or_p1, K_train: int = 64, gamma: float = 0.7) -> Prediction:
     """Aggregate form (curve in): pass@1 + gamma * (pass@K_train - pass@1).
-    Per-problem form (array of p1 in): p1 + gamma * (1 - (1 - p1)^K_train - p1)."""
+    Per-problem form (array of p1 in): p1 + gamma * (1 - (1 - p1)^K_train - p1).
+    ``gamma`` may be a calibration (fp.load_calibration), as in fp.verdict."""
+    gamma = gamma_value(gamma)
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
     if int(K_train) != K_train or K_train < 1:
@@ -237,20 +239,22 @@ def _uncertainty(curve, gaps, extrapolated, K, gap, gamma, min_lift, min_solved,
     g_lo, g_hi = min(float(np.quantile(boot, tail)), gap), max(float(np.quantile(boot, 1 - tail)), gap)
     gam_lo, gam_hi = min(gamma, GAMMA_BAND[0]), max(gamma, GAMMA_BAND[1])
     lift_lo, lift_hi = gam_lo * g_lo, gam_hi * g_hi
-    reasons, advice = [], []
+    reasons, more, advice = [], [], []
     if solved < min_solved:
         reasons.append(f"only {solved} of {problems} problems were solved at least once (the verdict needs "
                        f">= {min_solved}): the gap rests on too few problems for its interval to hold")
         if solved:
-            advice.append(f"more problems: about {math.ceil(min_solved * problems / solved)} like these give "
-                          f"{min_solved} solved ones at the rate seen here ({solved}/{problems})")
+            more.append(f"about {math.ceil(min_solved * problems / solved)} give {min_solved} solved ones at the "
+                        f"rate seen here ({solved}/{problems})")
         advice.append(f"a larger n (now {n_min}): problems never solved in {n_min} samples may be solved "
                       f"in {4 * n_min}")
     if lift_lo < min_lift <= lift_hi:
         reasons.append(f"the {level:.0%} interval of gamma * gap over gamma in [{gam_lo:g}, {gam_hi:g}] is "
                        f"[{lift_lo:.3f}, {lift_hi:.3f}], which contains min_lift = {min_lift:g}")
-        advice.append(_problems_needed(boot, gap, problems, min_lift, gamma * gap >= min_lift, gam_lo, gam_hi,
-                                       level))
+        need, text = _problems_needed(boot, gap, problems, min_lift, gamma * gap >= min_lift, gam_lo, gam_hi, level)
+        (more if need else advice).append(text)
+    if more:
+        advice.insert(0, f"more problems (now {problems}): " + "; ".join(more))
     if reasons and bool(np.any(extrapolated)):
         advice.append(f"n >= {K} measures pass@{K} instead of extrapolating it from c/n "
                       f"({int(np.sum(extrapolated))} problems have n < {K})")
@@ -261,9 +265,9 @@ def _uncertainty(curve, gaps, extrapolated, K, gap, gamma, min_lift, min_solved,
             "pass@Kmax_extrapolated": int(np.sum(extrapolated)), "reasons": reasons, "to_decide": advice}
 
 
-def _problems_needed(boot, gap, problems, min_lift, leaning_go, gam_lo, gam_hi, level) -> str:
-    """How many problems would move the interval's near end past min_lift, if the gap holds (its
-    width shrinks as 1/sqrt(problems)); or why no number of problems can."""
+def _problems_needed(boot, gap, problems, min_lift, leaning_go, gam_lo, gam_hi, level) -> tuple[int | None, str]:
+    """How many problems would move the interval's near end past min_lift if the gap holds (its
+    width shrinks as 1/sqrt(problems)), or why no number of problems can."""
     z = NormalDist().inv_cdf(0.5 + level / 2)
     sd = float(np.std(boot))
     if leaning_go:
@@ -271,7 +275,7 @@ def _problems_needed(boot, gap, problems, min_lift, leaning_go, gam_lo, gam_hi, 
     else:
         margin, end, g = min_lift / gam_hi - gap, "upper", gam_hi
     if margin <= 0:
-        return (f"no number of problems: at gamma = {g:g} the lift is {g * gap:.3f}, on the other side of "
-                f"min_lift = {min_lift:g}, so gamma decides; measure gamma for your RL setup")
+        return None, (f"no number of problems: at gamma = {g:g} the lift is {g * gap:.3f}, on the other side of "
+                      f"min_lift = {min_lift:g}, so gamma decides; measure gamma for your RL setup")
     need = max(problems + 1, math.ceil(problems * (z * sd / margin) ** 2))
-    return f"more problems: about {need} (now {problems}) put the interval's {end} end past min_lift if the gap holds"
+    return need, f"about {need} put the interval's {end} end past min_lift if the gap holds"
