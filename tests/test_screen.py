@@ -134,7 +134,7 @@ def test_screen_end_to_end_counts_and_outputs(tiny, data_file, tmp_path):
     curve = fp.pass_at_k_curve(np.full(6, 16), c, ks=[1, 4, 16], ci="bootstrap")
     assert [row["pass@k"] for row in report["curve"]] == pytest.approx(curve.values.tolist(), abs=1e-12)
     assert [row["lo"] for row in report["curve"]] == pytest.approx(curve.lo.tolist(), abs=1e-12)
-    assert report["verdict"] == json.loads(json.dumps(fp.verdict(curve).to_dict()))
+    assert report["verdict"] == json.loads(json.dumps(fp.verdict(curve, K_train=64).to_dict()))  # the gap at K_train
     assert report["throughput"]["samples"] == 96 and report["throughput"]["tokens"] == sum(
         sum(l["lengths"]) for l in lines)
     assert report["config"]["n"] == 16 and report["config"]["rule"]["pattern"] == r"<answer>(.*?)</answer>"
@@ -173,12 +173,13 @@ def test_report_numbers_match_library():
     np.testing.assert_allclose(rep.curve.values, curve.values, rtol=0, atol=1e-15)
     np.testing.assert_allclose(rep.curve.lo, curve.lo, atol=1e-15)
     np.testing.assert_allclose(rep.curve.hi, curve.hi, atol=1e-15)
-    assert rep.verdict.to_dict() == fp.verdict(curve).to_dict()
+    assert rep.verdict.to_dict() == fp.verdict(curve, K_train=64).to_dict()
     for k in (1, 4, 16, 32):
         assert rep.gaps[k] == pytest.approx(fp.elicitation_gap(curve, k), abs=1e-15)
     pred = fp.predict_post_rl(c / n, K_train=64, gamma=0.7)
     post = rep.post_rl_pass1()
     assert post["value"] == pytest.approx(np.mean(pred.value)) and post["low"] == pytest.approx(np.mean(pred.low))
+    assert post["value"] == pytest.approx(rep.verdict.expected_pass1, abs=1e-12)  # one after-RL model
     # after-RL curve: at k = 1 it is the predicted pass@1; the seed's model mean 1 - (1 - p')^k
     assert rep.after_rl["gamma"][0] == pytest.approx(post["value"])
     want16 = np.mean(1 - (1 - pred.value) ** 16)

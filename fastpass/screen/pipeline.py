@@ -180,7 +180,10 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
         model_name = model_name or loaded_name
     if tokenizer is None:
         raise ScreenError("screen needs the model's tokenizer: pass tokenizer=")
-    model_name = model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
+    if not model_name:
+        from fastpass.screen.loading import model_name as _loaded_name
+
+        model_name = _loaded_name(model)
     eos_ids = _eos_ids(model, tokenizer)
     if not eos_ids:
         raise ScreenError("the model and tokenizer define no EOS token, so samples could not end: set "

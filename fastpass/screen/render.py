@@ -1,6 +1,7 @@
 """report.md and passk.png from a ScreenReport."""
 from __future__ import annotations
 
+from fastpass.screen.report import POST_RL_MODEL, SIMULATE_DIFFERENCE
 from fastpass.verdict import GAMMA_BAND
 
 MAX_PROBLEM_ROWS = 40
@@ -12,21 +13,44 @@ def _pct(x) -> str:
 
 def markdown(rep) -> str:
     cfg, v, tp = rep.config, rep.verdict, rep.throughput
-    gamma = rep.prediction.gamma
+    gamma = v.gamma
     band = v.gamma_band
     post = rep.post_rl_pass1()
+    u = v.uncertainty or {}
     lines = [f"# fastpass screen: {cfg.get('model', 'model')}", ""]
     lines.append(f"{len(rep.ids)} problems x n = {int(rep.n.min())} samples · preset `{cfg.get('preset', '?')}` · "
                  f"temperature {cfg.get('temperature', '?')} · max_new_tokens {cfg.get('max_new_tokens', '?')} · "
                  f"seed {cfg.get('seed', '?')} · device {cfg.get('device', '?')}")
     lines += ["", f"## Verdict: **{v.decision}**", ""]
-    lines.append(f"RL with a verifiable reward is predicted to take pass@1 from **{_pct(v.pass1)}** to "
-                 f"**{_pct(v.expected_pass1)}** (γ = {gamma}: it closes that share of the elicitation gap "
-                 f"pass@{v.kmax} − pass@1 = {_pct(v.gap)}); over γ ∈ [{GAMMA_BAND[0]}, {GAMMA_BAND[1]}]: "
-                 f"{_pct(band['low']['expected_pass@1'])} – {_pct(band['high']['expected_pass@1'])}.")
+    if u.get("reasons"):
+        lines.append(f"The screen is too weak to decide (the point estimate alone would say {u['rule_decision']}):")
+        lines += [f"- {r}" for r in u["reasons"]]
+        lines += ["", "What would make it decisive:"] + [f"- {a}" for a in u["to_decide"]] + [""]
+    extrapolated = (f" (pass@{v.kmax} extrapolated per problem from c/n: n = {u['n']} < {v.kmax})"
+                    if u.get("pass@Kmax_extrapolated") else "")
+    lines.append(f"{'Point estimate: RL' if u.get('reasons') else 'RL'} with a verifiable reward is predicted to take "
+                 f"pass@1 from **{_pct(v.pass1)}** to **{_pct(v.expected_pass1)}** (γ = {gamma}: it closes that share "
+                 f"of the elicitation gap pass@{v.kmax} − pass@1 = {_pct(v.gap)}{extrapolated}); over γ ∈ "
+                 f"[{GAMMA_BAND[0]}, {GAMMA_BAND[1]}]: {_pct(band['low']['expected_pass@1'])} – "
+                 f"{_pct(band['high']['expected_pass@1'])}.")
     lines.append(f"Expected lift {v.expected_lift_pp:.1f} pp; estimated cost ${v.estimated_cost_usd:,.0f} "
-                 f"(lift × ${cfg.get('cost_per_pp_usd', 250_000):,.0f} per pp, a planning rate). "
-                 f"Rule: GO when γ·gap ≥ {cfg.get('min_lift', 0.05)}.")
+                 f"(lift × ${v.cost_per_pp_usd:,.0f} per pp, a planning rate).")
+    cal = cfg.get("gamma_calibration")
+    if cal:  # fastpass screen --gamma-from FILE (fastpass/calibration.py)
+        iv = cal.get("interval")
+        lines.append(f"γ = {cal['gamma']:.3f} was fitted to {cal['runs']} past RL run{'s' if cal['runs'] != 1 else ''}"
+                     f" ({cal.get('source') or 'a calibration file'}"
+                     + (f"; {cal.get('level', 0.95):.0%} interval [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "; no interval")
+                     + "), not the planning value 0.7.")
+    if u:
+        lo, hi = u["lift_interval"]
+        lines.append(f"Rule: GO when the {u['level']:.0%} interval of γ·gap (gap bootstrapped over problems, γ over "
+                     f"[{u['gamma_range'][0]:g}, {u['gamma_range'][1]:g}]) lies at or above min_lift = "
+                     f"{v.min_lift:g}, SKIP when it lies below, INCONCLUSIVE when it contains min_lift or fewer "
+                     f"than {u['min_solved']} problems were ever solved. Here: [{lo:.3f}, {hi:.3f}], "
+                     f"{u['solved']} of {u['problems']} problems solved at least once.")
+    else:
+        lines.append(f"Rule: GO when γ·gap ≥ {v.min_lift:g}.")
     lines += ["", "## pass@k (unbiased estimator, 95% intervals)", "",
               f"| k | pass@k | 95% CI | gap Δ_k = pass@k − pass@1 | after RL, γ = {gamma} |",
               "|---:|---:|:---:|---:|---:|"]
@@ -35,10 +59,9 @@ def markdown(rep) -> str:
         k = int(k)
         ci = f"[{iv[k][0]:.3f}, {iv[k][1]:.3f}]" if k in iv else "–"
         lines.append(f"| {k} | {val:.3f} | {ci} | {rep.gaps[k]:+.3f} | {rep.after_rl['gamma'][k - 1]:.3f} |")
-    K = rep.prediction.K_train
-    lines += ["", f"Predicted post-RL pass@1, per problem p1 → p1 + γ·(1 − (1 − p1)^{K} − p1) with "
-              f"p1 = c/n and K_train = {K}, averaged: {post['value']:.3f} "
-              f"(γ band {post['low']:.3f} – {post['high']:.3f}).", ""]
+    lines += ["", f"After-RL model (K_train = {rep.prediction.K_train}): {POST_RL_MODEL}. Averaged over problems "
+              f"it is the verdict's prediction, {post['value']:.3f} (γ band {post['low']:.3f} – {post['high']:.3f}). "
+              f"{SIMULATE_DIFFERENCE}", ""]
     if tp:
         lines += ["## Throughput", "",
                   f"{tp.get('samples', 0)} samples, {tp.get('tokens', 0)} generated tokens in "
@@ -69,13 +92,24 @@ def markdown(rep) -> str:
 
 
 def plot(rep, path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(rep)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # "tight" keeps the legend beside the axes in the file
+    plt.close(fig)
+
+
+def figure(rep):
+    """The pass@k figure: base curve with its interval, predicted post-RL band and curve. The legend
+    sits outside the axes (it hid low curves), and the y-axis ends just above the data (a fixed
+    0-1 axis flattened small pass rates into the floor)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ks = rep.full_curve.ks
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(9.0, 4.2))  # 6.4 in of axes, the rest for the legend
     ax.plot(ks, rep.full_curve.values, "-", color="C0", label="base model (measured)")
     if rep.full_curve.lo is not None:
         ax.fill_between(ks, rep.full_curve.lo, rep.full_curve.hi, color="C0", alpha=0.15,
@@ -85,16 +119,23 @@ def plot(rep, path: str) -> None:
     ax.fill_between(ks, rep.after_rl["low"], rep.after_rl["high"], color="C1", alpha=0.25,
                     label=f"predicted post-RL, γ ∈ [{GAMMA_BAND[0]}, {GAMMA_BAND[1]}]")
     ax.plot(ks, rep.after_rl["gamma"], "--", color="C1", label=f"after RL, γ = {gamma} (diversity collapse)")
-    ax.axhline(rep.verdict.pass1, color="gray", lw=0.8, ls=":")
+    ax.axhline(rep.verdict.pass1, color="gray", lw=0.8, ls=":", label="base pass@1")
     ax.set_xscale("log", base=2)
     ax.set_xlim(1, max(2, int(ks.max())))
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0, y_top(rep))
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("pass@k")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0)
     ax.set_title(f"{rep.config.get('model', 'model')}: {len(rep.ids)} problems — {rep.verdict.decision}",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def y_top(rep) -> float:
+    """Top of the y-axis: 10% above the highest plotted value (interval ends included), at most 1.02."""
+    tops = [rep.full_curve.values.max(), rep.after_rl["high"].max()]
+    if rep.full_curve.hi is not None:
+        tops.append(rep.full_curve.hi.max())
+    return float(min(1.02, max(0.02, 1.1 * max(tops))))

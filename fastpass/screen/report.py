@@ -1,8 +1,10 @@
 """``ScreenReport``: per-problem counts -> pass@k curve with intervals, gaps, predicted post-RL
 curve with its gamma band, verdict; written as report.json, report.md and passk.png.
 
-Every number comes from fp.pass_at_k_curve / fp.elicitation_gap / fp.predict_post_rl /
-fp.verdict on the counts, so the report cannot drift from the library."""
+One flow, so the report cannot drift from the library: fp.pass_at_k_curve computes the curve once
+(every k up to the largest reported; the reported ks are its columns), fp.verdict consumes it, and
+the per-problem after-RL rates are the verdict's own model (fastpass.verdict.post_rl_rates, whose
+mean is the verdict's expected pass@1); render.py only formats what these hold."""
 from __future__ import annotations
 
 import json
@@ -11,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastpass.stats import PassKCurve, pass_at_k_curve
-from fastpass.verdict import GAMMA_BAND, Prediction, Verdict, elicitation_gap, predict_post_rl, verdict
+from fastpass.stats import PassKCurve, default_ks, pass_at_k_curve
+from fastpass.verdict import GAMMA_BAND, Prediction, Verdict, post_rl_rates, verdict
 
 
 def post_rl_curve(p1_after: np.ndarray, ks) -> np.ndarray:
@@ -23,6 +25,27 @@ def post_rl_curve(p1_after: np.ndarray, ks) -> np.ndarray:
     k = np.asarray(ks, dtype=np.float64)[None, :]
     with np.errstate(divide="ignore"):
         return (-np.expm1(k * np.log1p(-p))).mean(axis=0)
+
+
+POST_RL_MODEL = ("per problem p1 = c/n -> p1 + gamma * (pass@K_train - p1), pass@K_train unbiased where "
+                 "K_train <= n, else the plug-in 1 - (1 - c/n)^K_train; after-RL pass@k = mean 1 - (1 - p1_after)^k")
+SIMULATE_DIFFERENCE = ("`fastpass simulate` applies the same formula to each simulated problem's true rate, so every "
+                       "problem gains; a screen only has c/n, so a problem never solved in n samples stays at 0 and the "
+                       "after-RL curve stays under the share of problems ever solved. simulate's gamma default is 0.8 "
+                       "(the seed chapter's script); screen plans with 0.7 (--gamma sets either).")
+
+
+def curve_at(full: PassKCurve, ks=None) -> PassKCurve:
+    """The curve at ``ks`` (default: powers of two up to min n, plus min n) read off ``full``, which
+    holds every k from 1: the numbers fp.pass_at_k_curve(n, c, ks) gives, intervals included (the
+    interval draws resample problems, not ks, so they do not depend on the ks asked for)."""
+    want = default_ks(int(full.n.min())) if ks is None else sorted({int(k) for k in np.atleast_1d(ks)})
+    if want[0] < 1:
+        raise ValueError(f"k must be >= 1, got {want}")
+    idx = np.asarray(want, dtype=np.int64) - 1
+    pick = lambda a: None if a is None else a[idx]
+    return PassKCurve(ks=full.ks[idx], values=full.values[idx], estimator=full.estimator, lo=pick(full.lo),
+                      hi=pick(full.hi), ci=full.ci, n=full.n, c=full.c)
 
 
 @dataclass
@@ -45,13 +68,15 @@ class ScreenReport:
                     cost_per_pp_usd: float = 250_000, ci: str | None = "bootstrap", config=None,
                     throughput=None) -> "ScreenReport":
         n, c = np.asarray(n, dtype=np.int64), np.asarray(c, dtype=np.int64)
-        curve = pass_at_k_curve(n, c, ks=ks, ci=ci)
-        full = pass_at_k_curve(n, c, ks=range(1, int(curve.ks.max()) + 1), ci=ci)
-        gaps = {int(k): float(elicitation_gap(curve, int(k))) for k in curve.ks}
-        pred = predict_post_rl(c / n, K_train=K_train, gamma=gamma)
+        largest = (int(n.min()) if n.size else 1) if ks is None else max(int(k) for k in np.atleast_1d(ks))
+        full = pass_at_k_curve(n, c, ks=range(1, max(largest, 1) + 1), ci=ci)
+        curve = curve_at(full, ks)
+        # the gap at K_train, extrapolated per problem where K_train > n (said in report.md)
+        v = verdict(curve, gamma=gamma, min_lift=min_lift, cost_per_pp_usd=cost_per_pp_usd, K_train=K_train)
+        gaps = {int(k): float(val - v.pass1) for k, val in zip(curve.ks, curve.values)}
+        pred = post_rl_rates(curve, K_train, v.gamma)
         after = {"gamma": post_rl_curve(pred.value, full.ks), "low": post_rl_curve(pred.low, full.ks),
                  "high": post_rl_curve(pred.high, full.ks)}
-        v = verdict(curve, gamma=gamma, min_lift=min_lift, cost_per_pp_usd=cost_per_pp_usd)
         return cls(list(ids), n, c, curve, full, gaps, pred, after, v, dict(config or {}), dict(throughput or {}))
 
     # ---- views ----------------------------------------------------------------------------
@@ -77,8 +102,7 @@ class ScreenReport:
             "ci": {"method": self.curve.ci, "level": 0.95},
             "curve": curve,
             "gaps": {str(k): g for k, g in self.gaps.items()},
-            "post_rl": {"model": "per problem p1 -> p1 + gamma * (1 - (1 - p1)^K_train - p1); "
-                                 "after-RL pass@k = mean 1 - (1 - p1_after)^k",
+            "post_rl": {"model": POST_RL_MODEL, "differs_from_simulate": SIMULATE_DIFFERENCE,
                         "gamma": self.prediction.gamma, "gamma_band": list(GAMMA_BAND),
                         "K_train": self.prediction.K_train, "pass@1": self.post_rl_pass1()},
             "verdict": self.verdict.to_dict(),
