@@ -2,6 +2,7 @@
 samples.jsonl, report.json, report.md and passk.png."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -16,6 +17,26 @@ def _ks(text: str) -> list[int]:
     if not ks:
         raise ValueError(f"--k takes comma-separated integers like 1,4,16, got {text!r}")
     return ks
+
+
+def _reach(text: str) -> tuple[float, float]:
+    from fastpass.fate import check_reach
+
+    try:
+        return check_reach(float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _gamma(args):
+    """--gamma, or the calibration --gamma-from names (checked before the model loads)."""
+    if args.gamma_from is None:
+        return 0.7 if args.gamma is None else args.gamma
+    if args.gamma is not None:
+        raise ValueError("give --gamma or --gamma-from, not both")
+    from fastpass.calibration import load_calibration
+
+    return load_calibration(args.gamma_from)
 
 
 def _free_cores(default: int) -> int:
@@ -56,7 +77,11 @@ def add_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--min-p", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gamma", type=float, default=0.7, help="share of the gap RL closes (planning value 0.7)")
+    p.add_argument("--gamma", type=float, help="share of the gap RL closes (default: the planning value 0.7)")
+    p.add_argument("--gamma-from", metavar="FILE", help="gamma fitted to your past RL runs: a calibration file "
+                   "written by fastpass calibrate")
+    p.add_argument("--reach", type=_reach, metavar="LO,HI", default=(0.05, 0.40),
+                   help="p1 band called 'within reach' in the fate table (default 0.05,0.40)")
     p.add_argument("--k-train", type=int, default=64, help="K of the RL run's group size, for the prediction")
     p.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished problems")
@@ -89,6 +114,7 @@ def run(args) -> int:
             answer_field=args.answer_field, limit=args.limit)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    gamma = _gamma(args)
     import torch
 
     shard, device = init_ranks(args.device)  # one shard unless launched by torchrun
@@ -103,8 +129,8 @@ def run(args) -> int:
                      preset=args.preset, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                      min_p=args.min_p, chat_template=not args.no_chat_template,
                      save_completions=args.save_completions, question_field=args.question_field,
-                     answer_field=args.answer_field, limit=args.limit, gamma=args.gamma, K_train=args.k_train,
-                     model_name=name, shard=shard)
+                     answer_field=args.answer_field, limit=args.limit, gamma=gamma, K_train=args.k_train,
+                     reach=args.reach, model_name=name, shard=shard)
     except KeyboardInterrupt as exc:
         shard.fail(exc)
         raise

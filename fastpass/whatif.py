@@ -65,7 +65,7 @@ svg{width:100%;height:auto;background:#fff;border:1px solid #e4e7eb}
 .base-dot{fill:#06b6d4} .after-dot{fill:#f59e0b}
 .legend{font-size:.82rem;color:#52606d;margin:6px 0} .sw{display:inline-block;width:14px;height:4px;margin:0 4px 2px 8px;
 vertical-align:middle} table{border-collapse:collapse;font-size:.85rem;margin-top:6px}
-td,th{padding:3px 10px;border-bottom:1px solid #e4e7eb;text-align:right} td:first-child,th:first-child{text-align:left}
+td,th{padding:3px 10px;white-space:nowrap;border-bottom:1px solid #e4e7eb;text-align:right} td:first-child,th:first-child{text-align:left}
 .notes{font-size:.82rem;color:#52606d;margin-top:16px} .notes li{margin-bottom:4px}
 """
 
@@ -232,8 +232,9 @@ def whatif_html(report=None, *, min_lift: float | None = None, cost_per_pp_usd: 
                      ("__FOOT__", html.escape(foot)),
                      ("__OPTIONS__", "".join(f'<option value="{v}">{html.escape(t)}</option>' for v, t in options))):
         body = body.replace(key, val)
-    # "</" inside the JSON would end the script element early (an id such as "</script>")
-    blob = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    # "<" inside a script element can end it early ("</script>") or change how it is parsed ("<!--"):
+    # JSON's \u003c keeps the text the same and the markup inert
+    blob = json.dumps(data, allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             "<title>fastpass what-if: pass@K before and after RL</title>\n"

@@ -21,6 +21,8 @@ from fastpass.screen.grading import AnswerRule
 from fastpass.screen.presets import Preset, Template, get_preset, guess_preset, question_text
 from fastpass.screen.problems import Problem, load_problems, read_jsonl
 from fastpass.screen.report import ScreenReport
+from fastpass.fate import check_reach
+from fastpass.verdict import gamma_value
 from fastpass.screen.store import SampleStore
 
 DEFAULT_KS = (1, 4, 16, 64, 128)
@@ -159,7 +161,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
            min_p: float = 0.0, chat_template: bool = True, save_completions: bool = False,
            question_field: str | None = None, answer_field: str | None = None, limit: int | None = None,
            gamma: float = 0.7, K_train: int = 64, min_lift: float = 0.05, cost_per_pp_usd: float = 250_000,
-           ci: str | None = "bootstrap", model_name: str | None = None, sampler=None,
+           ci: str | None = "bootstrap", reach=(0.05, 0.40), model_name: str | None = None, sampler=None,
            rows_per_call: int | None = None, shard: Shard | None = None) -> ScreenReport | None:
     """Screen ``model`` on ``problems`` (JSONL path, list of dicts, or None for the embedded default
     set): n samples per problem, graded by ``pattern`` (default: the preset's), reported as a
@@ -168,6 +170,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     report.json, report.md and passk.png. ``shard`` (from ``distributed.init``, under torchrun)
     samples only this rank's problems; rank 0 returns the merged report, other ranks None."""
     report_ks = check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens)
+    reach = check_reach(reach)  # the fate table's band, checked before hours of sampling
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ScreenError(f"seed must be a non-negative integer, got {seed!r}")
     chosen, rule, probs = prepare(problems, preset, pattern, flags, normalize, occurrence, question_field,
@@ -206,7 +209,8 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
            "chat_template": bool(chat_template and getattr(tokenizer, "chat_template", None)),
            "rule": rule.describe(), "n": int(n_samples), "ks": report_ks, "seed": int(seed),
            "temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "min_p": float(min_p),
-           "max_new_tokens": int(max_new_tokens), "gamma": gamma, "K_train": K_train, "min_lift": min_lift,
+           "max_new_tokens": int(max_new_tokens), "gamma": gamma_value(gamma), "K_train": K_train, "min_lift": min_lift,
+           "gamma_calibration": gamma.summary() if hasattr(gamma, "summary") else None,  # fp.load_calibration
            "cost_per_pp_usd": cost_per_pp_usd, "device": device, "versions": _versions(),
            "data": _data_name(problems), "problems": len(probs)}
     shard = shard or Shard()
@@ -275,7 +279,8 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     rows = [done[p.index] for p in probs]
     rep = ScreenReport.from_counts([r["id"] for r in rows], [r["n"] for r in rows], [r["c"] for r in rows],
                                    ks=report_ks, gamma=gamma, K_train=K_train, min_lift=min_lift,
-                                   cost_per_pp_usd=cost_per_pp_usd, ci=ci, config=cfg, throughput=stats)
+                                   cost_per_pp_usd=cost_per_pp_usd, ci=ci, config=cfg, throughput=stats,
+                                   reach=reach)
     if out_dir is not None:
         rep.save(str(out_dir))
     shard.post("reported")

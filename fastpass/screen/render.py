@@ -69,11 +69,9 @@ def markdown(rep) -> str:
                   f"{tp.get('tokens_per_s', 0):.1f} tokens/s** "
                   f"({tp.get('problems_sampled', 0)} problems sampled in this run, "
                   f"{tp.get('problems_resumed', 0)} resumed from samples.jsonl).", ""]
-    lines += ["## Per problem", "", "| id | c / n | pass@1 |", "|---|---:|---:|"]
-    for pid, n, c in list(zip(rep.ids, rep.n, rep.c))[:MAX_PROBLEM_ROWS]:
-        lines.append(f"| {pid} | {int(c)} / {int(n)} | {c / n:.3f} |")
-    if len(rep.ids) > MAX_PROBLEM_ROWS:
-        lines.append(f"| … {len(rep.ids) - MAX_PROBLEM_ROWS} more in report.json | | |")
+    lines += rep.fate.to_markdown(MAX_PROBLEM_ROWS, figure="fate.png").splitlines()  # fastpass/fate_render.py
+    lines += ["", "What if γ or K were different? Open [whatif.html](whatif.html) (one self-contained page: "
+              "sliders for K and γ over this run's problems, the chapter's presets, the verdict live).", ""]
     solved = int((rep.c > 0).sum())
     lines += ["", f"Solved at least once: {solved} / {len(rep.ids)}; never: {len(rep.ids) - solved}; "
               f"always: {int((rep.c == rep.n).sum())}.", "",

@@ -1,5 +1,6 @@
 """``ScreenReport``: per-problem counts -> pass@k curve with intervals, gaps, predicted post-RL
-curve with its gamma band, verdict; written as report.json, report.md and passk.png.
+curve with its gamma band, verdict, per-problem fate; written as report.json, report.md, passk.png,
+fate.png and the what-if page whatif.html.
 
 One flow, so the report cannot drift from the library: fp.pass_at_k_curve computes the curve once
 (every k up to the largest reported; the reported ks are its columns), fp.verdict consumes it, and
@@ -13,8 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastpass.fate import DEFAULT_REACH, check_reach, fate_table
 from fastpass.stats import PassKCurve, default_ks, pass_at_k_curve
 from fastpass.verdict import GAMMA_BAND, Prediction, Verdict, post_rl_rates, verdict
+from fastpass.whatif import write_whatif
 
 
 def post_rl_curve(p1_after: np.ndarray, ks) -> np.ndarray:
@@ -62,11 +65,12 @@ class ScreenReport:
     config: dict = field(default_factory=dict)
     throughput: dict = field(default_factory=dict)
     out_dir: str | None = None
+    reach: tuple = DEFAULT_REACH  # p1 band called "within reach" in the fate table
 
     @classmethod
     def from_counts(cls, ids, n, c, ks=None, gamma: float = 0.7, K_train: int = 64, min_lift: float = 0.05,
                     cost_per_pp_usd: float = 250_000, ci: str | None = "bootstrap", config=None,
-                    throughput=None) -> "ScreenReport":
+                    throughput=None, reach=DEFAULT_REACH) -> "ScreenReport":
         n, c = np.asarray(n, dtype=np.int64), np.asarray(c, dtype=np.int64)
         largest = (int(n.min()) if n.size else 1) if ks is None else max(int(k) for k in np.atleast_1d(ks))
         full = pass_at_k_curve(n, c, ks=range(1, max(largest, 1) + 1), ci=ci)
@@ -77,9 +81,16 @@ class ScreenReport:
         pred = post_rl_rates(curve, K_train, v.gamma)
         after = {"gamma": post_rl_curve(pred.value, full.ks), "low": post_rl_curve(pred.low, full.ks),
                  "high": post_rl_curve(pred.high, full.ks)}
-        return cls(list(ids), n, c, curve, full, gaps, pred, after, v, dict(config or {}), dict(throughput or {}))
+        return cls(list(ids), n, c, curve, full, gaps, pred, after, v, dict(config or {}), dict(throughput or {}),
+                   reach=check_reach(reach))
 
     # ---- views ----------------------------------------------------------------------------
+    @property
+    def fate(self):
+        """Per-problem fate after RL (fastpass.fate.FateTable) at this report's gamma and K_train."""
+        return fate_table(self.ids, self.n, self.c, K_train=self.prediction.K_train, gamma=self.prediction.gamma,
+                          reach=self.reach)
+
     @property
     def pass_at(self) -> dict[int, float]:
         return self.curve.to_dict()
@@ -107,6 +118,7 @@ class ScreenReport:
                         "K_train": self.prediction.K_train, "pass@1": self.post_rl_pass1()},
             "verdict": self.verdict.to_dict(),
             "throughput": self.throughput,
+            "fate": self.fate.to_dict(),
             "per_problem": [{"id": i, "n": int(a), "c": int(b)} for i, a, b in zip(self.ids, self.n, self.c)],
         }
 
@@ -121,12 +133,16 @@ class ScreenReport:
         plot(self, path)
 
     def save(self, out_dir: str) -> dict[str, str]:
-        """Writes report.json, report.md and passk.png into ``out_dir``; returns their paths."""
+        """Writes report.json, report.md, passk.png, fate.png and whatif.html into ``out_dir``; returns
+        their paths."""
         os.makedirs(out_dir, exist_ok=True)
         paths = {name: os.path.join(out_dir, name) for name in ("report.json", "report.md", "passk.png")}
         _atomic_write(paths["report.json"], json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n")
         _atomic_write(paths["report.md"], self.to_markdown())
         self.plot(paths["passk.png"])
+        paths["fate.png"] = os.path.join(out_dir, "fate.png")
+        self.fate.plot(paths["fate.png"])
+        paths["whatif.html"] = write_whatif(os.path.join(out_dir, "whatif.html"), self)
         self.out_dir = out_dir
         return paths
 
