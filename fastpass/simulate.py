@@ -3,7 +3,15 @@ Beta(alpha, beta), its pass@K curve, and the curve after an RL run that closes a
 of each problem's K_train gap. Defaults reproduce the seed script's numbers exactly
 (pass@1 = 0.208, pass@64 = 0.875 before; pass@1 = 0.741 after with K_train = 64, gamma = 0.8).
 The seed's prose quotes 0.21/0.36/0.50/0.64, which its own code does not produce; we follow
-the code."""
+the code.
+
+The after-RL model is the one `fastpass screen` and fp.verdict use (fastpass.verdict): each
+problem's rate p -> p + gamma * (pass@K_train - p). Two things differ, on purpose:
+- here p is each simulated problem's true rate, so pass@K_train = 1 - (1 - p)^K_train is exact and
+  every problem gains; a screen estimates p by c/n, so a problem never solved in n samples stays
+  at 0 and its after-RL curve stays under the share of problems ever solved;
+- gamma defaults to 0.8, the seed script's value (it reproduces the script's numbers); a screen
+  plans with 0.7, the seed's production planning value. Both take gamma as an argument."""
 from __future__ import annotations
 
 import random
@@ -11,6 +19,14 @@ from dataclasses import dataclass
 from statistics import mean
 
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+SEED_GAMMA = 0.8  # the seed script's gamma; screens plan with 0.7
+POST_RL_MODEL = ("per problem p -> p + gamma * (pass@K_train - p), pass@K_train = 1 - (1 - p)^K_train with p "
+                 "the true rate; after-RL pass@K = mean 1 - (1 - p_after)^K (the formula of fastpass screen)")
+SCREEN_DIFFERENCE = ("fastpass screen applies this formula to what n samples show (p = c/n, pass@K_train estimated "
+                     "from c: unbiased where K_train <= n, plug-in beyond): a problem never solved in n samples stays "
+                     "at 0 there, so its after-RL curve stays under the share of problems ever solved, "
+                     "while here every problem has p > 0 and gains. gamma here defaults to 0.8, the seed script's "
+                     "value; screen plans with 0.7 (--gamma sets either).")
 
 
 def _beta_sample(rng: random.Random, alpha: float, beta: float) -> float:
@@ -45,11 +61,12 @@ class Simulation:
     def to_dict(self) -> dict:
         return {"p1": list(self.p1), "p1_after": list(self.p1_after),
                 "before": dict(self.before), "after": dict(self.after),
-                "K_train": self.K_train, "gamma": self.gamma}
+                "K_train": self.K_train, "gamma": self.gamma,
+                "post_rl_model": POST_RL_MODEL, "differs_from_screen": SCREEN_DIFFERENCE}
 
 
 def simulate(n_problems: int = 200, alpha: float = 0.6, beta: float = 2.2, seed: int = 0,
-             K_train: int = 64, gamma: float = 0.8, ks=DEFAULT_KS) -> Simulation:
+             K_train: int = 64, gamma: float = SEED_GAMMA, ks=DEFAULT_KS) -> Simulation:
     if n_problems < 1:
         raise ValueError(f"n_problems must be >= 1, got {n_problems}")
     if alpha <= 0 or beta <= 0:
