@@ -22,13 +22,14 @@ def _prompts_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor) -
 
 def generate(model, input_ids, attention_mask=None, num_return_sequences: int = 1, max_new_tokens=None,
              do_sample: bool = True, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             min_p: float = 0.0, eos_token_id=None, seed=None) -> torch.Tensor:
+             min_p: float = 0.0, eos_token_id=None, seed=None, repetition_penalty: float = 1.0) -> torch.Tensor:
     """Sample like ``model.generate(input_ids, attention_mask, num_return_sequences=K, ...)``.
 
     Accepts HF's left-padded batches and returns LongTensor [B*K, L + new] in repeat_interleave
     order, padded after EOS with the pad id (the generation config's, else the first EOS id). The
     prompt is prefilled once per row and its KV shared by its K samples. ``do_sample=False`` or
-    ``temperature=0`` is greedy; ``seed=None`` draws one from torch's global generator."""
+    ``temperature=0`` is greedy; ``seed=None`` draws one from torch's global generator;
+    ``repetition_penalty`` is HF's (over prompt and generated tokens)."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         raise TypeError("input_ids must be a 2-D LongTensor [batch, length] (tokenizer(..., return_tensors='pt'))")
     if input_ids.shape[1] == 0:
@@ -53,7 +54,7 @@ def generate(model, input_ids, attention_mask=None, num_return_sequences: int = 
     batch, padded = Sampler(model).sample_padded(
         prompts, n=num_return_sequences, max_new_tokens=max_new_tokens,
         temperature=temperature if do_sample else 0.0, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed,
-        eos_token_id=eos_token_id)
+        eos_token_id=eos_token_id, repetition_penalty=repetition_penalty)
     new = int(batch.lengths.max())
     b, k = padded.shape[:2]
     out = torch.cat([input_ids.cpu().repeat_interleave(k, 0), padded[:, :, :new].reshape(b * k, new)], 1)

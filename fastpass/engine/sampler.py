@@ -195,6 +195,9 @@ class Sampler:
             pad_token_id = getattr(getattr(self.model, "generation_config", None), "pad_token_id", None)
             if pad_token_id is None:
                 pad_token_id = eos[0] if eos else 0
+        if repetition_penalty != 1.0 and not self.continuous:
+            raise ValueError("repetition_penalty needs continuous decoding: use fp.Sampler(model) (the default, "
+                             "continuous=True)")
         stop, token_bytes = self._stop_state(stop)
         params = DecodeParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
                               top_k=int(top_k), top_p=float(top_p), min_p=float(min_p), seed=key64(int(seed)),
