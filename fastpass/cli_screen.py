@@ -151,4 +151,8 @@ def run(args) -> int:
           f"(gamma {rep.prediction.gamma}, gap pass@{v.kmax} - pass@1 = {v.gap:.3f}); "
           f"{len(rep.ids)} problems x n={int(rep.n.min())}; "
           f"{rep.throughput.get('tokens_per_s', 0):.0f} tok/s. Reports in {args.out}/", file=sys.stdout)
+    u = v.uncertainty or {}
+    if u.get("reasons"):  # INCONCLUSIVE: say why and what would decide, not only in report.md
+        print("  why: " + "; ".join(u["reasons"]), file=sys.stdout)
+        print("  to decide: " + "; ".join(u["to_decide"]), file=sys.stdout)
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import textwrap
 
-from fastpass.simulate import POST_RL_MODEL, SCREEN_DIFFERENCE
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("simulate", help="simulate a base model's pass@K curve before and after RL",
@@ -25,6 +23,8 @@ def add_parser(sub) -> None:
 
 
 def format_tables(sim) -> str:
+    from fastpass.simulate import POST_RL_MODEL, SCREEN_DIFFERENCE  # here: `fastpass --help` stays stdlib-light
+
     ks = sorted(sim.before)
     out = [f"Base model pass@K curve over {len(sim.p1)} problems:", "    K |  pass@K", "  ----+--------"]
     for K in ks:

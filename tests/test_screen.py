@@ -253,6 +253,9 @@ def test_cli_resume_after_sigint_and_sigkill_gives_same_counts(tiny_dir, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert [p["c"] for p in report["per_problem"]] == whole.c.tolist()
     assert report["verdict"]["decision"] in stdout
+    # an INCONCLUSIVE verdict says why on the terminal too, with the report's own reasons
+    reasons = report["verdict"]["uncertainty"]["reasons"]
+    assert ("  why: " + "; ".join(reasons) in stdout) == (report["verdict"]["decision"] == "INCONCLUSIVE")
 
 
 # ---- CLI: errors are one line, exit code 2 ------------------------------------------------------
