@@ -15,9 +15,14 @@ def markdown(fate, max_rows: int = 40, figure: str | None = "fate.png") -> str:
     lo, hi = fate.reach
     s = fate.summary()
     extra = int(fate.extrapolated.sum())
-    how = (f"the unbiased estimate (K_train ≤ n)" if extra == 0 else
-           f"the plug-in extrapolation 1 − (1 − c/n)^{K} for the {extra} problem{'s' if extra > 1 else ''} "
-           f"with n < {K} (marked †; a wall stays 0), the unbiased estimate elsewhere")
+    if extra == 0:
+        how = "the unbiased estimate (K_train ≤ n)"
+    elif extra == len(fate.ids):
+        how = (f"the plug-in extrapolation 1 − (1 − c/n)^{K} (marked †: every problem has n < {K}, where no unbiased "
+               "estimate exists; a wall stays 0)")
+    else:
+        how = (f"the plug-in extrapolation 1 − (1 − c/n)^{K} for the {extra} problem{'s' if extra > 1 else ''} with "
+               f"n < {K} (marked †; a wall stays 0), the unbiased estimate elsewhere")
     lines = [f"## Per-problem fate after RL (γ = {g:g}, K_train = {K})", "",
              f"Each problem's p1 = c/n moves to p1 + γ·(pass@{K} − p1), with pass@{K} {how}. "
              f"Bands: **within reach** {lo:g} ≤ p1 ≤ {hi:g} (where RL does its work), **hard** solved but "
@@ -71,21 +76,25 @@ def plot(fate, path: str, title: str | None = None) -> None:
         err = np.vstack([y - fate.after_low[m], fate.after_high[m] - y])
         ax.errorbar(x, y, yerr=err, fmt="o", ms=5, color=BAND_COLORS[b], ecolor=BAND_COLORS[b], alpha=0.85,
                     elinewidth=1, capsize=0, label=f"{b} ({int(m.sum())})")
-    if len(fate.ids) <= 20:  # few problems: name them
-        for i in range(len(fate.ids)):
-            ax.annotate(str(fate.ids[i])[:18], (fate.p1[i], fate.after[i]), fontsize=6, xytext=(3, -8),
-                        textcoords="offset points", color="#333333")
+    groups: dict[tuple, list[str]] = {}  # problems with the same counts share a point: one label
+    for i in range(len(fate.ids)):
+        groups.setdefault((round(float(fate.p1[i]), 9), round(float(fate.after[i]), 9)), []).append(str(fate.ids[i]))
+    if len(groups) <= 20:  # few points: name them
+        for (x, y), names in groups.items():
+            label = ", ".join(n[:16] for n in names[:2]) + (f" +{len(names) - 2}" if len(names) > 2 else "")
+            ax.annotate(label, (x, y), fontsize=6, xytext=(5, -3), textcoords="offset points", color="#333333",
+                        va="top")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("base p1 = c/n")
-    ax.set_ylabel(f"predicted p1 after RL (γ = {fate.gamma:g}; bars: γ ∈ "
-                  f"[{fate.gamma_band[0]:g}, {fate.gamma_band[1]:g}])")
+    ax.set_ylabel(f"predicted p1 after RL (γ = {fate.gamma:g})")
     ax.text(lo + 0.005, 0.98, "within reach", fontsize=7, va="top", color=BAND_COLORS["within reach"])
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     total = fate.summary()["all"]
-    ax.set_title(title or f"Per-problem fate after RL (K_train = {fate.K_train}): pass@1 "
-                          f"{total['mean_p1']:.3f} → {total['mean_p1_after']:.3f}", fontsize=9)
+    ax.set_title(title or f"Per-problem fate after RL (K_train = {fate.K_train}; bars: γ ∈ [{fate.gamma_band[0]:g}, "
+                          f"{fate.gamma_band[1]:g}]): pass@1 {total['mean_p1']:.3f} → {total['mean_p1_after']:.3f}",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
