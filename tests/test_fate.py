@@ -147,6 +147,7 @@ def test_report_carries_the_fate_table_and_writes_the_page(tmp_path):
         ScreenReport.from_counts(ids, [16] * 17, c, reach=(0.5, 0.1))
 
 
+@pytest.mark.slow
 def test_cli_screen_with_gamma_from_writes_fate_and_page(tmp_path, capsys):
     """A real `fastpass screen` run (tiny fitted model, tests/test_screen.py's) with a calibration."""
     from test_screen import TEMPLATE, _rows, _tiny_model, _tokenizer, _write_jsonl
