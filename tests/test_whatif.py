@@ -103,3 +103,15 @@ def test_cli_whatif(tmp_path, capsys):
     assert main(["whatif", "--report", str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no report at" in err
+
+
+def test_a_report_json_with_only_counts_is_enough(tmp_path):
+    """Older or hand-written report.json files: per_problem counts alone give the run's page, with
+    fp.verdict's default bootstrap settings and the default reach."""
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"per_problem": [{"id": "a", "n": 8, "c": 2}, {"id": "b", "n": 8, "c": 0}]}))
+    d = _data(whatif_html(str(path)))
+    assert d["sets"]["run"]["c"] == [2, 0] and d["defaults"]["reach"] == [0.05, 0.4]
+    run = next(p for p in d["presets"] if p["name"] == "This run")
+    assert (run["K"], run["gamma"]) == (64, 0.7)
+    assert d["sets"]["run"]["boot"]["n_boot"] == 1000 and d["sets"]["run"]["boot"]["min_solved"] == 10
