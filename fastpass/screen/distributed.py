@@ -28,8 +28,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from fastpass.screen.errors import ScreenError
-from fastpass.screen.store import SAMPLES_FILE, read_rows
+from fastpass.screen.errors import ScreenError, atomic_write
+from fastpass.screen.lock import FolderLock, acquire
+from fastpass.screen.store import SAMPLES_FILE, public, read_rows
 
 ENV_TIMEOUT = "FASTPASS_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 1800.0
@@ -215,6 +216,18 @@ def init(device: str = "auto") -> tuple[Shard, str]:
     return shard, dev
 
 
+def hold_out_dir(out_dir: str, shard: Shard) -> FolderLock:
+    """Locks ``out_dir`` for this run: rank 0 (or the only process) takes the folder lock first,
+    then every other rank its own rank lock (see ``fastpass.screen.lock``). A rank that finds the
+    folder taken raises; the CLI posts that error, so the other ranks stop instead of waiting."""
+    if shard.rank == 0:
+        lock = acquire(out_dir, 0)
+        shard.post("locked")
+        return lock
+    shard.wait("locked", ranks=[0])
+    return acquire(out_dir, shard.rank)
+
+
 # ---- samples files ----------------------------------------------------------------------------
 def sample_files(out_dir: str) -> list[str]:
     files = [os.path.join(out_dir, SAMPLES_FILE)] + sorted(glob.glob(os.path.join(out_dir, RANK_FILE_GLOB)))
@@ -245,13 +258,9 @@ def merge_samples(out_dir: str, fingerprint: str) -> dict[int, dict]:
         for index, row in read_rows(path, fingerprint).items():
             rows.setdefault(index, row)
     target = os.path.join(out_dir, SAMPLES_FILE)
-    tmp = target + ".merging"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for index in sorted(rows):
-            fh.write(json.dumps(rows[index], ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    text = "".join(json.dumps(public(rows[i]), ensure_ascii=False) + "\n" for i in sorted(rows))
+    atomic_write(target, lambda fh: fh.write(text.encode("utf-8")),
+                 "every finished problem is kept in the samples files")
     for path in glob.glob(os.path.join(out_dir, RANK_FILE_GLOB)):
         os.remove(path)
     return rows

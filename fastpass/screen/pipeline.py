@@ -5,7 +5,9 @@ Sample j of problem i draws from the key (seed, stream id = i's index in the fil
 the counts do not depend on batching, sharding or resuming."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -15,18 +17,17 @@ from dataclasses import replace
 import numpy as np
 
 from fastpass.screen.default_set import DEFAULT_PRESET, default_problems
-from fastpass.screen.distributed import Shard, gather_results, merge_samples, previous_rows
+from fastpass.screen.distributed import Shard, gather_results, hold_out_dir, merge_samples, previous_rows
 from fastpass.screen.errors import ScreenError
 from fastpass.screen.grading import AnswerRule
 from fastpass.screen.presets import Preset, Template, get_preset, guess_preset, question_text
-from fastpass.screen.problems import Problem, load_problems, read_jsonl
+from fastpass.screen.problems import Problem, ProblemFile, load_problems, read_problem_file
 from fastpass.screen.report import ScreenReport
 from fastpass.fate import check_reach
 from fastpass.verdict import gamma_value
-from fastpass.screen.store import SampleStore
+from fastpass.screen.store import SampleStore, check_resumed, problem_hash
 
 DEFAULT_KS = (1, 4, 16, 64, 128)
-ROWS_PER_CALL = {"cpu": 64, "cuda": 1024}  # samples per sampler call: progress and save granularity
 
 
 def check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens):
@@ -72,9 +73,9 @@ def _resolve_preset(preset, problems) -> Preset:
         return DEFAULT_PRESET
     if isinstance(problems, (list, tuple)) and problems and isinstance(problems[0], dict):
         return get_preset(guess_preset(problems[0]))
-    if isinstance(problems, (list, tuple)):
-        return get_preset("r1")
-    return get_preset(guess_preset(read_jsonl(problems)[0][1]))
+    if isinstance(problems, ProblemFile):
+        return get_preset(guess_preset(problems.rows[0][1]))
+    return get_preset("r1")  # a list of Problem objects (anything else is refused by load_problems)
 
 
 def _template(template, preset: Preset) -> Template:
@@ -100,6 +101,8 @@ def build_prompt_ids(tokenizer, template: Template, question: str, chat: bool) -
 def _data_name(problems) -> str:
     if problems is None:
         return "embedded default set"
+    if isinstance(problems, ProblemFile):
+        return problems.name
     return os.fspath(problems) if isinstance(problems, (str, os.PathLike)) else "in-memory problems"
 
 
@@ -145,6 +148,8 @@ def prepare(problems=None, preset=None, pattern=None, flags=None, normalize=None
             question_field=None, answer_field=None, limit=None):
     """(preset, answer rule, problems): everything about the data and the rule, checked before a
     model is loaded, so a bad file or pattern fails in a second."""
+    if isinstance(problems, (str, os.PathLike)):
+        problems = read_problem_file(problems)  # once: standard input cannot be read twice
     chosen = _resolve_preset(preset, problems)
     if pattern is not None and not isinstance(pattern, str):  # a GradePreset such as fp.R1_ANSWER
         chosen, pattern = replace(chosen, rule=pattern), None
@@ -154,6 +159,24 @@ def prepare(problems=None, preset=None, pattern=None, flags=None, normalize=None
     return chosen, rule, probs
 
 
+def _holding_out_dir(fn):
+    """Runs ``fn`` with the --out folder locked for this process (and rank) from before anything
+    is read there until the report is written; released on return or on any exception."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        out_dir, shard = bound.arguments.get("out_dir"), bound.arguments.get("shard")
+        if out_dir is None:
+            return fn(*args, **kwargs)
+        with hold_out_dir(str(out_dir), shard or Shard()):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_holding_out_dir
 def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=DEFAULT_KS, pattern=None,
            template=None, max_new_tokens: int = 512, seed: int = 0, out_dir=None, resume: bool = True,
            progress: bool = True, *, preset=None, flags: int | None = None, normalize: str | None = None,
@@ -162,7 +185,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
            question_field: str | None = None, answer_field: str | None = None, limit: int | None = None,
            gamma: float = 0.7, K_train: int = 64, min_lift: float = 0.05, cost_per_pp_usd: float = 250_000,
            ci: str | None = "bootstrap", reach=(0.05, 0.40), model_name: str | None = None, sampler=None,
-           rows_per_call: int | None = None, shard: Shard | None = None) -> ScreenReport | None:
+           max_rows: int | None = None, shard: Shard | None = None) -> ScreenReport | None:
     """Screen ``model`` on ``problems`` (JSONL path, list of dicts, or None for the embedded default
     set): n samples per problem, graded by ``pattern`` (default: the preset's), reported as a
     pass@k curve, gaps, predicted post-RL curve and GO/SKIP verdict. ``model=None`` loads the
@@ -202,7 +225,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     if sampler is None:
         from fastpass.engine import Sampler
 
-        sampler = Sampler(model, tokenizer)
+        sampler = Sampler(model, tokenizer, max_rows=max_rows)
     device = _device_name(model)
     model_device = next(model.parameters()).device
     cfg = {"model": model_name, "preset": chosen.name, "template": tpl.to_dict(),
@@ -219,49 +242,49 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     if shard.distributed:
         cfg.update(device=f"{shard.world_size} ranks; rank 0: {device}", ranks=shard.world_size)
     fingerprint = _fingerprint(cfg)
-    store = SampleStore(str(out_dir), fingerprint, resume, shard.samples_file) if out_dir is not None else None
+    hashes = [problem_hash(p, ids) for p, ids in zip(probs, prompts)]
+    store = SampleStore(str(out_dir), fingerprint, resume, shard.samples_file,
+                        {p.index: h for p, h in zip(probs, hashes)}) if out_dir is not None else None
     done = {}
     if store is not None:  # other ranks' files, or those of an earlier run with another world size
         done = previous_rows(str(out_dir), fingerprint, store.path, resume)
         done.update(store.done)
+    check_resumed(done, probs, hashes)  # a changed problem is refused, never given old counts
     shard.post("ready")
     shard.wait("ready")  # nobody writes before every rank has checked the folder
-    for p in probs:
-        if p.index in done and str(done[p.index].get("id")) != p.id:
-            raise ScreenError(f"samples.jsonl has problem {done[p.index].get('id')!r} at index {p.index} but the "
-                              f"data has {p.id!r}: resume with the same data or choose another --out folder")
     mine = [i for i, p in enumerate(probs) if shard.owns(p.index)]
     todo = [i for i in mine if probs[i].index not in done]
-    dev_type = "cuda" if device.startswith("cuda") else "cpu"
-    per_call = max(1, (rows_per_call or ROWS_PER_CALL[dev_type]) // n_samples)
     stats = {"tokens": 0, "samples": 0, "seconds": 0.0, "problems_sampled": 0,
              "problems_resumed": len(mine) - len(todo), "oom_retries": 0}
-    bar = _progress(len(mine), len(mine) - len(todo), shard.label) if progress else None
+    bar = _progress(len(mine) * n_samples, (len(mine) - len(todo)) * n_samples, shard.label) if progress else None
+    t0 = time.perf_counter()
+
+    def on_progress(samples, tokens):  # as samples finish: the bar moves (and has an ETA) from the start
+        shard.heartbeat()
+        if bar is not None:
+            bar.update(samples - (bar.n - bar.initial))
+            secs = max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{stats['problems_sampled']}/{len(todo)} problems, {tokens / secs:.0f} tok/s")
+
     try:
-        pos = 0
-        while pos < len(todo):
-            group = todo[pos:pos + per_call]
-            try:
-                rows = _run_group(sampler, [probs[i] for i in group], [prompts[i] for i in group], rule,
-                                  n_samples, max_new_tokens, temperature, top_k, top_p, min_p, seed,
-                                  save_completions, stats, eos_ids, model_device)
-            except Exception as exc:  # CUDA OOM: fewer problems per call, same keys, same samples
-                if not _is_oom(exc) or per_call == 1:
-                    raise
-                per_call, stats["oom_retries"] = per_call // 2, stats["oom_retries"] + 1
-                _empty_cache()
-                continue
-            for row in rows:
-                if store is not None:
-                    store.append(row)
-                done[row["index"]] = row
-            pos += len(group)
-            shard.heartbeat()
-            if bar is not None:
-                bar.update(len(group))
-                bar.set_postfix_str(f"{stats['samples'] / max(stats['seconds'], 1e-9):.1f} samples/s, "
-                                    f"{stats['tokens'] / max(stats['seconds'], 1e-9):.0f} tok/s")
+        # every problem streams through one continuous scheduler: its row is written (and can be
+        # resumed) as soon as its n samples are graded
+        stream = sampler.stream([prompts[i] for i in todo], n=n_samples, max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed,
+                                stream_ids=[probs[i].index for i in todo], stop=rule.stop,
+                                on_progress=on_progress) if todo else ()
+        for k, batch in stream:
+            row = _graded_row(batch, probs[todo[k]], rule, sampler.tokenizer, eos_ids, model_device,
+                              save_completions)
+            if store is not None:
+                store.append(row)
+            done[row["index"]] = row
+            stats["tokens"] += batch.num_tokens
+            stats["samples"] += n_samples
+            stats["problems_sampled"] += 1
     finally:
+        stats["seconds"] = time.perf_counter() - t0
+        stats["oom_retries"] = int(sampler.last_stats.get("oom_splits") or 0) if todo else 0
         if bar is not None:
             bar.close()
         if store is not None:
@@ -287,41 +310,15 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     return rep
 
 
-def _run_group(sampler, group: list[Problem], prompts, rule: AnswerRule, n, max_new_tokens, temperature,
-               top_k, top_p, min_p, seed, save_completions, stats, eos_ids, device) -> list[dict]:
-    t0 = time.perf_counter()
-    batch = sampler.sample(prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, min_p=min_p, seed=seed, stream_ids=[p.index for p in group],
-                           stop=rule.stop)
-    golds = [p.gold for p in group for _ in range(n)]
-    correct = rule.grade_tokens([t for row in batch.tokens for t in row], golds, sampler.tokenizer, eos_ids,
-                                device)
-    stats["seconds"] += time.perf_counter() - t0
-    stats["tokens"] += batch.num_tokens
-    stats["samples"] += len(group) * n
-    stats["problems_sampled"] += len(group)
-    rows = []
-    for i, p in enumerate(group):
-        ok = correct[i * n:(i + 1) * n]
-        row = {"index": p.index, "id": p.id, "n": n, "c": int(sum(ok)), "correct": [int(x) for x in ok],
-               "lengths": [int(x) for x in batch.lengths[i]], "finish_reasons": list(batch.finish_reasons[i])}
-        if save_completions:
-            row["completions"] = list(batch.texts[i])
-        rows.append(row)
-    return rows
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def _empty_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _graded_row(batch, p: Problem, rule: AnswerRule, tokenizer, eos_ids, device, save_completions) -> dict:
+    """The samples.jsonl row of one problem: its n samples graded."""
+    n = len(batch.tokens[0])
+    ok = rule.grade_tokens(batch.tokens[0], [p.gold] * n, tokenizer, eos_ids, device)
+    row = {"index": p.index, "id": p.id, "n": n, "c": int(sum(ok)), "correct": [int(x) for x in ok],
+           "lengths": [int(x) for x in batch.lengths[0]], "finish_reasons": list(batch.finish_reasons[0])}
+    if save_completions:
+        row["completions"] = list(batch.texts[0])
+    return row
 
 
 def _progress(total: int, initial: int, desc: str = "screen"):
@@ -329,4 +326,4 @@ def _progress(total: int, initial: int, desc: str = "screen"):
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, desc=desc, unit="problem", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastpass.fate import DEFAULT_REACH, check_reach, fate_table
+from fastpass.screen.errors import atomic_write
 from fastpass.stats import PassKCurve, default_ks, pass_at_k_curve
 from fastpass.verdict import GAMMA_BAND, Prediction, Verdict, post_rl_rates, verdict
 from fastpass.whatif import write_whatif
@@ -139,9 +140,9 @@ class ScreenReport:
         paths = {name: os.path.join(out_dir, name) for name in ("report.json", "report.md", "passk.png")}
         _atomic_write(paths["report.json"], json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n")
         _atomic_write(paths["report.md"], self.to_markdown())
-        self.plot(paths["passk.png"])
+        atomic_write(paths["passk.png"], self.plot, _KEPT)  # never a half-written (0-byte) plot
         paths["fate.png"] = os.path.join(out_dir, "fate.png")
-        self.fate.plot(paths["fate.png"])
+        atomic_write(paths["fate.png"], self.fate.plot, _KEPT)
         paths["whatif.html"] = write_whatif(os.path.join(out_dir, "whatif.html"), self)
         self.out_dir = out_dir
         return paths
@@ -159,8 +160,9 @@ def _jsonable(x):
     return str(x)
 
 
+_KEPT = "samples.jsonl is complete; the report is written again from it"
+
+
 def _atomic_write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    """Temporary file in the same folder, fsync, rename: the old file or the new one, never a part."""
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), _KEPT)
