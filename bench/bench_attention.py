@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench._common import sync, timeit, bench_parser, run_and_report
+from bench._common import Rows, sync, timeit, bench_parser, run_and_report
 from fastpass import attention as A
 
 
@@ -144,7 +144,7 @@ def _p3_rows(k, prefix, suffix, hq, hkv, d, dtype, device, reps, tier, label, bw
 
 def _crossover_rows(k, prefixes, suffix, hq, hkv, d, dtype, device, reps, tier):
     """Split vs the same tier without the split (prefix copied into each sequence's suffix)."""
-    rows = []
+    rows = Rows()
     scale = d ** -0.5
     for prefix in prefixes:
         c = _case(k, prefix, suffix, hq, hkv, d, dtype, device)
@@ -187,7 +187,8 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
         from fastpass.triton_kernels.attention import TUNING
 
         mode = "concurrent" if TUNING["concurrent"] else "sequential"
-        rows = _p3_rows(128, 4096, 256, 12, 2, 128, torch.bfloat16, device, 50, "triton",
+        rows = Rows()
+        rows += _p3_rows(128, 4096, 256, 12, 2, 128, torch.bfloat16, device, 50, "triton",
                         f"triton split, {mode} mode; HBM copy {bw / 1e12:.2f} TB/s", bw)
         rows += _prefill_rows(8, 512 if quick else 2048, 12, 2, 128, torch.bfloat16, device, 10, "triton")
         rows += _crossover_rows(128, [32, 64, 128, 256, 512, 1024, 4096] if not quick else [64, 512],
@@ -209,7 +210,7 @@ def _cpu_rows(quick, device):
 
     native = _backend.usable("cpu", device)
     tier = "cpu" if native else "reference"
-    rows = []
+    rows = Rows()
     for t, label in (("cpu", "C++ tier (csrc/cpu/attention.cpp), 1 thread"),
                      ("reference", "torch reference split, 1 thread")):
         if t == "reference" or native:

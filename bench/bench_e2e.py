@@ -1,21 +1,30 @@
-"""End-to-end sampling throughput: fastpass Sampler vs HF ``generate(num_return_sequences=K)``.
+"""End-to-end sampling throughput: fastpass ``Sampler`` vs HF ``generate(num_return_sequences=K)``
+and vLLM (out of process, ``bench/vllm_env.sh``), each pair measured in the same run.
 
-P6 (always, CPU): SmolLM2-135M shape, random init, prompt 256, K=16, 32 new tokens.
-P1a / P1b (``--device cuda``): Qwen2.5-1.5B shape, random init, bf16, with the roofline
-t_step >= max(bytes/BW, 2*params*B/peak), bytes = weights + each prefix's KV once + each suffix's KV.
-Random weights: EOS is disabled so both sides generate exactly the same number of tokens."""
+CPU: P6 (SmolLM2-135M shape, random init, prompt 256, K=16, 32 new tokens, EOS off) and P7 (a real
+long-tailed gsm8k job, bench/e2e_p7.py); each idle and under a fixed background load (``--load``,
+bench/_load.py), with the slowdown of each side. GPU: P1a / P1b (Qwen2.5-1.5B shape, random init,
+bf16, EOS off) and P1c (P1a's shape, a random set of V/L token ids treated as EOS: geometric lengths
+with mean L, the same set for fastpass and HF). Rooflines use the bandwidth and FLOP/s measured on
+the device in the same run: t_step >= max(bytes/BW, 2*params*B/peak), bytes = weights + each live
+prompt's KV once + each live suffix's KV."""
 from __future__ import annotations
 
 import os
 import time
 
+import numpy as np
 import torch
 
-from bench import vllm_baseline
-from bench._common import report, sync, main_for
+from bench import e2e_p7, vllm_baseline
+from bench._common import Rows, bench_parser, run_and_report, sync, time_left
+from bench._load import background_load, describe as load_name
+from bench.e2e_roofline import measure_ceilings, roofline_tokens_per_s
 
-H100_BW = 3.0e12
-H100_PEAK = 790e12
+CPU_CASES, GPU_CASES = ("P6", "P7"), ("P1a", "P1b", "P1c")
+P1 = {"P1a": (8, 512, 128, 512), "P1b": (1, 4096, 128, 256), "P1c": (8, 512, 128, 512)}
+P1_QUICK = {"P1a": (8, 512, 128, 64), "P1b": (1, 4096, 128, 32), "P1c": (8, 512, 128, 128)}
+P1C_MEAN = {False: 128, True: 32}  # L: mean sample length of P1c (quick: shorter)
 
 
 def smollm2_135m_config():
@@ -46,17 +55,13 @@ def build(config, device, dtype):
     return model
 
 
-CPU_SECONDS = {}  # process CPU seconds of the last timed call per label (CPU runs: load-independent-ish)
-
-
-def _time_once(fn, device, label=None):
+def _time_once(fn, device):
+    """(wall seconds, process CPU seconds, result)."""
     sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
     sync(device)
-    if label is not None:
-        CPU_SECONDS[label] = min(CPU_SECONDS.get(label, float("inf")), time.process_time() - c0)
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def prompt_ids(model, num_prompts, prompt_len):
@@ -64,43 +69,41 @@ def prompt_ids(model, num_prompts, prompt_len):
     return torch.randint(1, model.config.vocab_size, (num_prompts, prompt_len), generator=g)
 
 
-def vllm_row(model, case, num_prompts, prompt_len, k, new_tokens, fp_tps):
-    vllm_tps, note = vllm_baseline.tokens_per_s(model, prompt_ids(model, num_prompts, prompt_len), k, new_tokens)
-    return dict(bench="e2e", case=case, fastpass=fp_tps, baseline_name="vLLM (n=K, prefix caching)",
-                baseline=vllm_tps, unit="tok/s", ratio=fp_tps / vllm_tps if vllm_tps else None, note=note)
-
-
-def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_tokens=None, reps=1,
-             hf_reps=None, **sampler_kw):
-    """Returns (fastpass tokens/s, HF tokens/s, stats). When HF runs fewer new tokens than fastpass
-    (GPU quick mode), its time for ``new_tokens`` is extrapolated linearly from runs with 1 and
-    ``hf_new_tokens`` new tokens; HF's per-step cost grows with the cache, so this favours HF."""
+def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_tokens=None, reps=1, hf_reps=None,
+             **sampler_kw):
+    """Fixed-length case (EOS off). Returns (fastpass tok/s, HF tok/s, stats). When HF runs fewer new
+    tokens than fastpass (GPU), its time for ``new_tokens`` is extrapolated linearly from runs with 1
+    and ``hf_new_tokens`` new tokens; HF's per-step cost grows with its cache, so this favours HF."""
     import fastpass as fp
 
     ids = prompt_ids(model, num_prompts, prompt_len)
     sampler = fp.Sampler(model, **sampler_kw)
     run = lambda: sampler.sample(ids.tolist(), n=k, max_new_tokens=new_tokens, temperature=1.0, seed=0)
-    run_small = lambda: fp.Sampler(model, **sampler_kw).sample(ids[:1, :8].tolist(), n=2, max_new_tokens=4)
-    _time_once(run_small, device)  # warm-up: kernels compiled, allocator settled
+    _time_once(lambda: fp.Sampler(model, **sampler_kw).sample(ids[:1, :8].tolist(), n=2, max_new_tokens=4),
+               device)  # warm-up: kernels compiled, allocator settled
     dev_ids = ids.to(device)
 
     def hf(new):
         out = model.generate(dev_ids, attention_mask=torch.ones_like(dev_ids), do_sample=True,
                              num_return_sequences=k, max_new_tokens=new, min_new_tokens=new, top_k=0,
-                             temperature=1.0)
+                             top_p=1.0, temperature=1.0)
         assert out.shape == (num_prompts * k, prompt_len + new)
 
     hf_new = min(hf_new_tokens or new_tokens, new_tokens)
     t_fp = t_hf = t_one = float("inf")
+    cpu = {"fastpass": float("inf"), "hf": float("inf")}
     hf_reps = reps if hf_reps is None else hf_reps
     for rep in range(reps):  # interleaved, best of reps: the shared build machine's load drifts
-        t, batch = _time_once(run, device, "fastpass")
-        t_fp = min(t_fp, t)
+        if rep and time_left() < 3 * t_fp + 30:
+            break  # a second repetition would not finish inside the step's time limit
+        t, c, batch = _time_once(run, device)
+        t_fp, cpu["fastpass"] = min(t_fp, t), min(cpu["fastpass"], c)
         assert batch.num_tokens == num_prompts * k * new_tokens
         if rep >= hf_reps:
             continue
         try:
-            t_hf = min(t_hf, _time_once(lambda: hf(hf_new), device, "hf")[0])
+            t, c, _ = _time_once(lambda: hf(hf_new), device)
+            t_hf, cpu["hf"] = min(t_hf, t), min(cpu["hf"], c)
             if hf_new < new_tokens:
                 t_one = min(t_one, _time_once(lambda: hf(1), device)[0])
         except torch.cuda.OutOfMemoryError:  # HF holds K copies of the prompt: report, don't crash
@@ -108,139 +111,214 @@ def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_token
             break
     if hf_new < new_tokens and t_hf == t_hf:
         t_hf = t_one + (t_hf - t_one) * (new_tokens - 1) / max(1, hf_new - 1)
-    del batch
-    return num_prompts * k * new_tokens / t_fp, num_prompts * k * new_tokens / t_hf, dict(sampler.last_stats)
+    total = num_prompts * k * new_tokens
+    stats = {**sampler.last_stats, "cpu_s": cpu, "t_hf": t_hf}
+    return total / t_fp, total / t_hf, stats
 
 
-def _hf_single_thread(model, k=16, prompt_len=256, new_tokens=32):
-    """HF generate on the P6 case with one intra-op thread (what fastpass's decode often picks here)."""
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(1, model.config.vocab_size, (1, prompt_len), generator=g)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        t, _ = _time_once(lambda: model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                                 num_return_sequences=k, max_new_tokens=new_tokens,
-                                                 min_new_tokens=new_tokens, top_k=0), "cpu")
-    finally:
-        torch.set_num_threads(threads)
-    return k * new_tokens / t
+def _vllm_row(case, folder, ids, k, new, fp_tps, load_note, eos=None):
+    if folder is None:
+        return dict(bench="e2e", case=case, fastpass=fp_tps, baseline_name="vLLM", baseline=None, unit="tok/s",
+                    note=vllm_baseline.missing_note())
+    r = vllm_baseline.generate(folder, ids, k, new, eos_ids=eos, timeout=max(60.0, min(3600.0, time_left() - 10)))
+    return dict(bench="e2e", case=case, fastpass=fp_tps, baseline_name="vLLM (n=K, prefix caching)",
+                baseline=r.tokens_per_s, unit="tok/s", ratio=fp_tps / r.tokens_per_s if r.tokens_per_s else None,
+                note=f"{load_note}; {r.note}")
 
 
-def roofline_tokens_per_s(model, num_prompts, prompt_len, k, new_tokens, bw=H100_BW, peak=H100_PEAK):
-    """Upper bound on tokens/s: each prompt prefilled once (compute), then every decode step at
-    max(bytes/BW, 2*params*B/peak) with bytes = weights + each prefix's KV once + each suffix's KV."""
-    cfg = model.config
-    elem = next(model.parameters()).element_size()
-    params = sum(p.numel() for p in model.parameters())
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    kv_tok = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * elem
-    b = num_prompts * k
-    total = 2 * params * num_prompts * prompt_len / peak
-    for s in range(new_tokens):
-        bytes_step = params * elem + num_prompts * prompt_len * kv_tok + b * s * kv_tok
-        total += max(bytes_step / bw, 2 * params * b / peak)
-    return b * new_tokens / total
-
-
-def cpu_bandwidth_and_peak() -> tuple[float, float]:
-    """This machine's practical limits at the current thread count, measured now: bytes/s of a sum
-    over 512 MB, FLOP/s of a 2048^3 fp32 matmul (best of 3 each)."""
-    big = torch.ones(128 << 20)
-    a = torch.randn(2048, 2048)
-    t_sum = min(_time_once(big.sum, "cpu")[0] for _ in range(3))
-    t_mm = min(_time_once(lambda: a @ a, "cpu")[0] for _ in range(3))
-    return big.numel() * 4 / t_sum, 2 * 2048 ** 3 / t_mm
-
-
-def run(quick: bool = False, device: str = "cpu") -> list[dict]:
+def _slowdown_rows(case, per_load: dict) -> list[dict]:
+    """How much each side loses under the background load: idle tok/s over busy tok/s, fastpass's
+    beside each baseline's (ratio > 1: fastpass loses less)."""
+    loads = [name for name in per_load if name != "idle"]
+    if "idle" not in per_load or not loads:
+        return []
     rows = []
-    if device == "cpu":
-        model = build(smollm2_135m_config(), "cpu", torch.float32)
-        load = os.getloadavg()[0]
-        CPU_SECONDS.clear()
-        fp_tps, hf_tps, stats = run_case(model, 1, 256, 16, 32, "cpu", reps=1 if quick else 2)
-        bw, peak = cpu_bandwidth_and_peak()
-        roof = roofline_tokens_per_s(model, 1, 256, 16, 32, bw=bw, peak=peak)
-        rows.append(dict(bench="e2e", case="P6 SmolLM2-135M shape, prompt 256, K=16, 32 new (fp32)",
-                         fastpass=fp_tps, baseline_name="HF generate", baseline=hf_tps, unit="tok/s",
-                         ratio=fp_tps / hf_tps, roofline_frac=fp_tps / roof,
-                         note=f"roofline {roof:.0f} tok/s (measured {bw / 1e9:.0f} GB/s, {peak / 1e9:.0f} GFLOP/s; "
-                              f"prefill once + decode steps); {torch.get_num_threads()} threads, load average "
-                                                     f"{load:.1f} -> {os.getloadavg()[0]:.1f}; process CPU "
-                                                     f"seconds {CPU_SECONDS['fastpass']:.1f} vs "
-                                                     f"{CPU_SECONDS['hf']:.1f}; decode threads "
-                                                     f"{stats.get('threads')}; packed weights "
-                                                     f"{stats.get('packed_weights')}"))
-        rows.append(vllm_row(model, "P6 vs vLLM", 1, 256, 16, 32, fp_tps))
-        if not quick:
-            plain_tps, _, _ = run_case(model, 1, 256, 16, 32, "cpu", reps=2, hf_reps=0, pack_weights=False)
-            rows.append(dict(bench="e2e", case="P6 variant: fastpass with pack_weights=False",
-                             fastpass=plain_tps, baseline_name="HF generate", baseline=hf_tps, unit="tok/s",
-                             ratio=plain_tps / hf_tps, note="HF from the row above; the shared-prefix "
-                                                            "engine on torch's own GEMMs"))
-            hf_one = _hf_single_thread(model)
-            rows.append(dict(bench="e2e", case="P6 baseline variant: HF generate with torch.set_num_threads(1)",
-                             fastpass=fp_tps, baseline_name="HF generate, 1 thread", baseline=hf_one,
-                             unit="tok/s", ratio=fp_tps / hf_one, note="same fastpass run as above"))
-            best, stats = _compaction_case(model)
-            for compact in (False, True):
-                st = stats[compact]
-                rows.append(dict(bench="e2e", case=f"compaction={compact}: 2 prompts x K=32, 48 new, early EOS",
-                                 fastpass=best[compact], baseline_name="-", baseline=None, unit="tok/s",
-                                 note=f"best of 3 interleaved; compactions={st.get('compactions')}, "
-                                      f"{100 * st['finished_early']:.0f}% end early"))
-        return rows
-    model = build(qwen25_15b_config(), "cuda", torch.bfloat16)
-    cases = [("P1a", 8, 512, 128, 512), ("P1b", 1, 4096, 128, 256)]
-    if quick:
-        cases = [("P1a", 8, 512, 128, 64), ("P1b", 1, 4096, 128, 32)]
-    for name, p, lp, k, new in cases:
-        hf_new = min(new, 16 if quick else 64)
-        fp_tps, hf_tps, stats = run_case(model, p, lp, k, new, "cuda", hf_new_tokens=hf_new, reps=2, hf_reps=1)
-        roof = roofline_tokens_per_s(model, p, lp, k, new)
-        rows.append(dict(bench="e2e", case=f"{name} Qwen2.5-1.5B shape bf16, {p}x K={k}, prompt {lp}, {new} new",
-                         fastpass=fp_tps, baseline=hf_tps,
-                         baseline_name="HF generate" + (f" (1 & {hf_new} new, extrap.)" if hf_new < new else ""),
-                         unit="tok/s", ratio=fp_tps / hf_tps if hf_tps == hf_tps else None,
-                         roofline_frac=fp_tps / roof,
-                         note=("HF generate ran out of memory; " if hf_tps != hf_tps else "")
-                         + f"decode roofline {roof:.4g} tok/s (BW 3.0e12, 790 TFLOP/s); graph chunks "
-                              f"{stats.get('graph_chunks')}/{stats.get('chunks')}"))
-        rows.append(vllm_row(model, f"{name} vs vLLM", p, lp, k, new, fp_tps))
+    for load in loads:
+        idle, busy = per_load["idle"], per_load[load]
+        slow = {side: idle[side] / busy[side] for side in idle if idle.get(side) and busy.get(side)}
+        if "fastpass" not in slow:
+            continue
+        for side in (s for s in slow if s != "fastpass"):
+            rows.append(dict(bench="e2e", case=f"{case}: slowdown under load", fastpass=slow["fastpass"],
+                             baseline_name=side, baseline=slow[side], unit="x", ratio=slow[side] / slow["fastpass"],
+                             note=f"idle tok/s / tok/s with {load_name(load)} (lower is better; ratio > 1: "
+                                  "fastpass loses less)"))
     return rows
 
 
-def _compaction_case(model, reps=3):
-    """Most samples end early: the EOS set is the three tokens most samples draw in their first 12
-    steps (random weights have no real EOS). Same samples with and without compaction (tested);
-    interleaved best-of-reps tokens/s for each setting."""
+def _load_note(load, info=None) -> str:
+    return f"[{load_name(load)}] load average {os.getloadavg()[0]:.1f}"
+
+
+def p6_rows(quick: bool, loads) -> list[dict]:
+    rows = Rows()
+    model = build(smollm2_135m_config(), "cpu", torch.float32)
+    ids = prompt_ids(model, 1, 256).tolist()
+    case = "P6 SmolLM2-135M shape, prompt 256, K=16, 32 new (fp32)"
+    folder = vllm_baseline.ModelFolder(model) if vllm_baseline.python() else None
+    per_load = {}
+    try:
+        for load in loads:
+            with background_load(load):
+                fp_tps, hf_tps, stats = run_case(model, 1, 256, 16, 32, "cpu", reps=1 if quick else 2)
+                note = _load_note(load)
+                bw, peak = measure_ceilings("cpu")[:2]
+                roof = roofline_tokens_per_s(model, [256], np.full((1, 16), 32), bw, peak)
+                rows.append(dict(bench="e2e", case=f"{case} [{load}]", fastpass=fp_tps, baseline_name="HF generate",
+                                 baseline=hf_tps, unit="tok/s", ratio=fp_tps / hf_tps, roofline_frac=fp_tps / roof,
+                                 note=f"{note}; roofline {roof:.0f} tok/s (measured {bw / 1e9:.0f} GB/s, "
+                                      f"{peak / 1e9:.0f} GFLOP/s); {torch.get_num_threads()} threads; process CPU "
+                                      f"seconds {stats['cpu_s']['fastpass']:.1f} vs {stats['cpu_s']['hf']:.1f}; "
+                                      f"decode threads {stats.get('threads')}; packed weights "
+                                      f"{stats.get('packed_weights')}"))
+                vrow = _vllm_row(f"{case} [{load}]", folder, ids, 16, 32, fp_tps, note)
+                rows.append(vrow)
+                per_load[load] = {"fastpass": fp_tps, "HF generate": hf_tps, "vLLM": vrow.get("baseline")}
+    finally:
+        if folder is not None:
+            folder.close()
+    rows += _slowdown_rows("P6", per_load)
+    if not quick:
+        hf_tps = per_load.get("idle", {}).get("HF generate")
+        plain_tps = run_case(model, 1, 256, 16, 32, "cpu", reps=2, hf_reps=0, pack_weights=False)[0]
+        rows.append(dict(bench="e2e", case="P6 variant: fastpass with pack_weights=False", fastpass=plain_tps,
+                         baseline_name="HF generate", baseline=hf_tps, unit="tok/s",
+                         ratio=plain_tps / hf_tps if hf_tps else None,
+                         note="HF from the idle row; the shared-prefix engine on torch's own GEMMs"))
+    return rows
+
+
+def p7_rows(quick: bool, loads, problems: int | None = None) -> list[dict]:
+    from fastpass.screen.loading import load_model
+
+    rows = Rows()
+    size = dict(e2e_p7.QUICK if quick else e2e_p7.FULL)
+    if problems:
+        size["problems"] = problems
+    model, tok, _name = load_model(None, progress=False)
+    prompts = e2e_p7.gsm8k_prompts(tok, size["problems"])
+    eos = [int(tok.eos_token_id)]
+    n, new = size["n"], size["max_new_tokens"]
+    case = (f"P7 gsm8k preset, {len(prompts)} problems x n={n}, {new} new, EOS on, T=1 "
+            f"(SmolLM2-135M-Instruct fp32)")
+    folder = vllm_baseline.ModelFolder(model, tok) if vllm_baseline.python() else None
+    per_load = {}
+    try:
+        for load in loads:
+            with background_load(load):
+                fast = e2e_p7.run_fastpass(model, tok, prompts, n, new, eos)
+                hf = e2e_p7.run_hf(model, prompts, n, new, eos, pad_id=int(tok.pad_token_id or eos[0]))
+                vl = (e2e_p7.run_vllm(folder, prompts, n, new, eos) if folder is not None
+                      else e2e_p7.Side("vLLM", None, None, vllm_baseline.missing_note()))
+                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, [vl, hf], _load_note(load))
+            per_load[load] = {"fastpass": fast.tokens_per_s, "HF generate": hf.tokens_per_s,
+                              "vLLM": vl.tokens_per_s}
+    finally:
+        if folder is not None:
+            folder.close()
+    rows += _slowdown_rows("P7", per_load)
+    return rows
+
+
+def p1_rows(model, names, device, quick: bool = False, reps: int = 2, sizes=None) -> list[dict]:
+    """P1a/P1b (EOS off) and P1c (long-tailed) on ``model``; ``sizes`` overrides {name: (P, L, K, new)}."""
+    rows = Rows()
+    bw, peak, ceil_note = measure_ceilings(device)
+    for name in names:
+        p, lp, k, new = (sizes or (P1_QUICK if quick else P1))[name]
+        if time_left() < 30:
+            rows.append(dict(bench="e2e", case=f"{name}", fastpass=None, note="skipped: the step's time limit is near"))
+            continue
+        if name == "P1c":
+            rows.append(p1c_row(model, p, lp, k, new, P1C_MEAN[quick] if sizes is None else max(2, new // 4),
+                                device, bw, peak, ceil_note, reps))
+            continue
+        hf_new = min(new, 16 if quick else 64)
+        fp_tps, hf_tps, stats = run_case(model, p, lp, k, new, device, hf_new_tokens=hf_new, reps=reps, hf_reps=1)
+        roof = roofline_tokens_per_s(model, [lp] * p, np.full((p, k), new), bw, peak)
+        rows.append(dict(bench="e2e", case=f"{name} {_shape(model)}, {p}x K={k}, prompt {lp}, {new} new",
+                         fastpass=fp_tps, baseline=hf_tps,
+                         baseline_name="HF generate" + (f" (1 & {hf_new} new, extrap.)" if hf_new < new else ""),
+                         unit="tok/s", ratio=fp_tps / hf_tps if hf_tps == hf_tps else None, roofline_frac=fp_tps / roof,
+                         note=("HF generate ran out of memory; " if hf_tps != hf_tps else "")
+                         + f"roofline {roof:.4g} tok/s ({ceil_note}); graph chunks "
+                           f"{stats.get('graph_chunks')}/{stats.get('chunks')}"))
+    return rows
+
+
+def _shape(model) -> str:
+    c = model.config
+    return f"{c.model_type} {c.num_hidden_layers}L h{c.hidden_size} {str(model.dtype).removeprefix('torch.')}"
+
+
+def p1c_row(model, p, lp, k, new, mean_len, device, bw, peak, ceil_note, reps=2) -> dict:
+    """Long-tailed GPU case: V/mean_len random token ids end a sample (hit with probability ~1/L
+    per step under a random model's near-uniform output: geometric lengths). Same EOS set for both."""
     import fastpass as fp
 
-    g = torch.Generator().manual_seed(2)
-    ids = torch.randint(1, model.config.vocab_size, (2, 128), generator=g).tolist()
-    kw = dict(n=32, max_new_tokens=48, temperature=1.0, top_k=3, seed=0)
-    probe = fp.Sampler(model).sample(ids, **{**kw, "max_new_tokens": 12})
-    counts = {}
-    for per_prompt in probe.tokens:
-        for toks in per_prompt:
-            for t in set(toks):
-                counts[t] = counts.get(t, 0) + 1
-    kw["eos_token_id"] = sorted(counts, key=lambda t: -counts[t])[:3]
-    best, stats = {}, {}
-    for _ in range(reps):
-        for compact in (False, True):
-            sampler = fp.Sampler(model, compact=compact)
-            t0 = time.perf_counter()
-            batch = sampler.sample(ids, **kw)
-            tps = batch.num_tokens / (time.perf_counter() - t0)
-            best[compact] = max(best.get(compact, 0.0), tps)
-            stats[compact] = {**sampler.last_stats, "finished_early": float((batch.lengths < 48).mean())}
-    return best, stats
+    V = model.config.vocab_size
+    eos = torch.randperm(V, generator=torch.Generator().manual_seed(3))[: max(1, V // mean_len)].tolist()
+    ids = prompt_ids(model, p, lp)
+    sampler = fp.Sampler(model)
+    sampler.sample(ids[:1, :8].tolist(), n=2, max_new_tokens=4, eos_token_id=eos)  # warm-up
+    t_fp, lens_fp = float("inf"), None
+    for rep in range(reps):
+        if rep and time_left() < 3 * t_fp + 60:
+            break
+        t, _, batch = _time_once(lambda: sampler.sample(ids.tolist(), n=k, max_new_tokens=new, temperature=1.0,
+                                                        seed=0, eos_token_id=eos), device)
+        t_fp, lens_fp = min(t_fp, t), batch.lengths
+    fp_tps = lens_fp.sum() / t_fp
+    dev_ids = ids.to(device)
+    hf_tps, lens_hf, hf_note = None, None, ""
+    try:
+        t, _, out = _time_once(lambda: model.generate(
+            dev_ids, attention_mask=torch.ones_like(dev_ids), do_sample=True, num_return_sequences=k,
+            max_new_tokens=new, top_k=0, top_p=1.0, temperature=1.0, eos_token_id=eos,
+            pad_token_id=model.generation_config.pad_token_id), device)
+        lens_hf = e2e_p7.lengths_until_eos(out[:, lp:], eos)
+        hf_tps = lens_hf.sum() / t
+        hf_note = (f"HF {lens_hf.sum()} tokens in {t:.1f} s, length mean {lens_hf.mean():.1f}; lengths KS p="
+                   f"{e2e_p7.compare_lengths(lens_fp, lens_hf)['ks_p']:.3f}")
+    except torch.cuda.OutOfMemoryError:
+        hf_note = "HF generate ran out of memory"
+    roof = roofline_tokens_per_s(model, [lp] * p, lens_fp, bw, peak)
+    return dict(bench="e2e", case=f"P1c {_shape(model)}, {p}x K={k}, prompt {lp}, <= {new} new, "
+                                  f"{len(eos)} EOS ids (mean length ~{mean_len})",
+                fastpass=float(fp_tps), baseline_name="HF generate (same EOS set)",
+                baseline=None if hf_tps is None else float(hf_tps), unit="tok/s",
+                ratio=None if hf_tps is None else float(fp_tps / hf_tps), roofline_frac=float(fp_tps / roof),
+                note=f"fastpass {lens_fp.sum()} tokens in {t_fp:.2f} s, length mean {lens_fp.mean():.1f} "
+                     f"(max {lens_fp.max()}); {hf_note}; roofline {roof:.4g} tok/s ({ceil_note})")
+
+
+def run(quick: bool = False, device: str = "cpu", cases=None, loads=None, problems: int | None = None) -> list[dict]:
+    rows = Rows()
+    if device == "cpu":
+        cases = list(cases or CPU_CASES)
+        loads = list(loads or (["idle"] if quick else ["idle", "matmul"]))
+        if "P6" in cases:
+            rows += p6_rows(quick, loads)
+        if "P7" in cases:
+            rows += p7_rows(quick, loads, problems)
+        return rows
+    cases = list(cases or GPU_CASES)
+    model = build(qwen25_15b_config(), device, torch.bfloat16)
+    rows += p1_rows(model, cases, device, quick)
+    return rows
 
 
 def main() -> None:
-    main_for(run, __doc__)
+    ap = bench_parser(__doc__)
+    ap.add_argument("--cases", help=f"comma-separated subset: {','.join(CPU_CASES)} (cpu), "
+                                    f"{','.join(GPU_CASES)} (cuda)")
+    ap.add_argument("--load", help="comma-separated: idle, matmul (default: idle,matmul; --quick: idle)")
+    ap.add_argument("--problems", type=int, help="P7: the first N gsm8k problems (default 32; --quick 2)")
+    args = ap.parse_args()
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None
+    run_and_report(run, args, csv_path=args.csv, cases=split(args.cases), loads=split(args.load),
+                   problems=args.problems)
+
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench._common import timeit, main_for
+from bench._common import Rows, timeit, main_for
 from fastpass.stats import pass_at_k_matrix
 
 
@@ -30,7 +30,7 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     t_base = timeit(lambda: human_eval_loop(n[:sub], c[:sub], ks), "cpu", warmup=0, reps=1)
     t_base_full = t_base * problems / sub
     ref = human_eval_loop(n[:sub], c[:sub], ks)
-    rows = []
+    rows = Rows()
     tiers = ["cpu"] if device == "cpu" else ["cuda"]
     for tier in tiers:
         if tier == "cuda":

@@ -9,7 +9,7 @@ import re
 
 import torch
 
-from bench._common import best_interleaved, timeit, main_for
+from bench._common import Rows, best_interleaved, timeit, main_for
 
 ASCII_WORDS = ("the of and to in is that it for as with was on be by this are or an at from which "
                "so we can let number answer step first then therefore total each sum value "
@@ -69,7 +69,7 @@ def tokenize_words(texts):
 
 
 def run(quick: bool = False, device: str = "cpu") -> list[dict]:
-    rows = []
+    rows = Rows()  # printed and written as each case finishes
     for mixed in (False, True):
         rows += _run_case(quick, device, mixed)
     return rows
@@ -84,7 +84,7 @@ def _run_case(quick: bool, device: str, mixed: bool) -> list[dict]:
     mb = sum(len(t.encode()) for t in texts) / 1e6
     want = python_re_loop(texts, golds)
     reps = 3 if quick else 7
-    rows = []
+    rows = Rows()
     case = f"{n} x {mb * 1e6 / n / 1024:.1f} KB {'mixed non-ASCII' if mixed else 'ASCII'}"
     fns = {"re": lambda: python_re_loop(texts, golds)}
     threads = _threads()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from bench._common import timeit, main_for
+from bench._common import Rows, timeit, main_for
 from fastpass import sampling as S
 
 _PEAK_BW = {"H100 PCIe": 2.0e12, "H100 NVL": 3.9e12, "H100": 3.35e12, "H200": 4.8e12,
@@ -90,7 +90,7 @@ def _baselines(logits, temperature):
 
 def _gpu_rows(quick: bool, device: str) -> list[dict]:
     peak, peak_note = _peak_bandwidth(device)
-    rows = []
+    rows = Rows()
     shapes = [(512, 151936)] + ([] if quick else [(64, 151936), (512, 32000)])
     for B, V in shapes:
         for dtype in (torch.bfloat16, torch.float32):
@@ -146,7 +146,7 @@ def _tile_sweep(device: str, peak: float) -> list[dict]:
     logits = (torch.randn(512, 151936, device=device) * 3).to(torch.bfloat16)
     seed_t = torch.tensor(1, dtype=torch.int64, device=device)
     step_t = torch.zeros((), dtype=torch.int64, device=device)
-    rows = []
+    rows = Rows()
     for tile in (1024, 2048, 4096, 8192):
         for warps in (4, 8, 16):
             fn = lambda: S.sample_triton(logits, 1.0, None, seed_t, step_t, None, None, tile=tile,
@@ -169,7 +169,7 @@ def _tile_sweep(device: str, peak: float) -> list[dict]:
 
 
 def _cpu_rows(quick: bool) -> list[dict]:
-    rows = []
+    rows = Rows()
     shapes = [(16, 49152), (64, 49152)] + ([] if quick else [(512, 151936)])
     for B, V in shapes:
         logits = torch.randn(B, V, generator=torch.Generator().manual_seed(0)) * 3

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 AREAS = ("e2e", "sampler", "attention", "regex", "passk")
-# baselines a bench adds only when their package is importable: (module, name in the table, pip name)
-OPTIONAL_BASELINES = {"e2e": [("vllm", "vLLM", "vllm")], "sampler": [("flashinfer", "FlashInfer", "flashinfer-python")],
+# baselines a bench adds only when their package is importable: (module, name in the table, pip name).
+# vLLM (e2e) is different: it runs out of process from its own venv, bench/vllm_env.sh builds it.
+OPTIONAL_BASELINES = {"sampler": [("flashinfer", "FlashInfer", "flashinfer-python")],
                       "attention": [("flashinfer", "FlashInfer", "flashinfer-python")]}
 
 
@@ -46,10 +47,15 @@ def load_bench(area: str, root: Path | None = None):
 
 
 def missing_baselines(area: str, rows: list[dict]) -> list[str]:
-    """'vLLM: not installed' lines for optional baselines that are absent and not in ``rows``."""
+    """How to get each optional baseline that is absent: for e2e, vLLM's venv (bench/vllm_env.sh)
+    whenever it does not exist; for the others, packages that are not importable and not in ``rows``."""
     import importlib.util
 
     out = []
+    if area == "e2e":
+        vllm_baseline = importlib.import_module("bench.vllm_baseline")
+        if vllm_baseline.python() is None:
+            out.append(vllm_baseline.missing_note())
     for module, name, pip_name in OPTIONAL_BASELINES.get(area, []):
         in_rows = any(name.lower() in str(r.get("baseline_name", "")).lower() + str(r.get("note", "")).lower()
                       for r in rows)
@@ -67,6 +73,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--csv", metavar="FILE", help="append rows to FILE instead of bench/results.csv")
     p.add_argument("--no-csv", action="store_true", help="print the table only")
+    p.add_argument("--cases", help="e2e: comma-separated subset (P6,P7 on cpu; P1a,P1b,P1c on cuda)")
+    p.add_argument("--load", help="e2e: comma-separated background loads: idle, matmul "
+                                  "(default idle,matmul; with --quick idle)")
+    p.add_argument("--problems", type=int, help="e2e P7: the first N gsm8k problems (default 32, --quick 2)")
     p.set_defaults(func=run)
 
 
@@ -79,14 +89,18 @@ def run(args) -> int:
                                "use --device cpu")
     module = load_bench(args.area)
     common = importlib.import_module("bench._common")
-    default_csv = common.RESULTS_CSV
-    target = Path(args.csv) if args.csv else default_csv
-    rows = module.run(quick=args.quick, device=args.device)
-    common.RESULTS_CSV = target  # report() appends to the module-level path
-    try:
-        common.report(rows, args.device, write_csv=not args.no_csv)
-    finally:
-        common.RESULTS_CSV = default_csv
+    target = None if args.no_csv else Path(args.csv) if args.csv else common.RESULTS_CSV
+    # rows are printed and appended to the CSV as each case finishes (bench._common.Rows), so an
+    # interrupted run keeps what it measured
+    with common.recording(args.device, target) as sink:
+        split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
+        extra = {}
+        if args.area == "e2e":
+            extra = dict(cases=split(args.cases), loads=split(args.load), problems=args.problems)
+        elif args.cases or args.load or args.problems:
+            raise ValueError("--cases, --load and --problems apply to `fastpass bench e2e` only")
+        rows = module.run(quick=args.quick, device=args.device, **extra)
+        common.report(rows, args.device, write_csv=target is not None, csv_path=target, sink=sink)
     for line in missing_baselines(args.area, rows):
         print(line)
     if not args.no_csv:
