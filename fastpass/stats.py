@@ -17,18 +17,51 @@ ESTIMATORS = {"unbiased": 0, "plugin": 1}
 _TIERS = ("cuda", "cpu", "reference")
 
 
+# Counts and k are int64 in every tier; 2**62 leaves headroom for n - j and n + 1 inside the kernels.
+# Larger values (1e19 as a float, uint64 2**64 - 1, Python ints beyond int64) would wrap silently.
+MAX_COUNT = 2**62
+
+
+def _too_large(name: str, value) -> ValueError:
+    return ValueError(f"{name} = {value} is too large: counts and k must be below 2**62")
+
+
 def _as_counts(name: str, x) -> np.ndarray:
     arr = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
     arr = np.atleast_1d(arr)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of per-problem counts, got shape {arr.shape}")
+    if arr.dtype.kind == "O" and all(isinstance(v, int) and not isinstance(v, bool) for v in arr):
+        big = [i for i, v in enumerate(arr) if v >= MAX_COUNT]  # Python ints beyond int64
+        if big:
+            raise _too_large(f"{name}[{big[0]}]", arr[big[0]])
+        arr = arr.astype(np.int64)
     if arr.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
         if bad.size:
             raise ValueError(f"{name}[{bad[0]}] = {arr[bad[0]]} is not an integer count")
     elif arr.dtype.kind not in "iub":
         raise ValueError(f"{name} must hold integer counts, got dtype {arr.dtype}")
+    if arr.dtype.kind in "fu":  # values an int64 cannot hold would wrap in astype
+        big = np.flatnonzero(arr >= MAX_COUNT)
+        if big.size:
+            raise _too_large(f"{name}[{big[0]}]", arr[big[0]])
     return arr.astype(np.int64)
+
+
+def _as_k(k) -> int:
+    """One k as an int: integers (Python or numpy) or integral finite floats; one line otherwise."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)):
+        raise TypeError(f"k must be an integer, got {k!r}")
+    if isinstance(k, (float, np.floating)) and (not np.isfinite(k) or k != round(k)):
+        raise ValueError(f"k must be an integer, got {k}")
+    if abs(k) >= MAX_COUNT:
+        raise _too_large("k", k)
+    return int(k)
+
+
+def _as_ks(ks) -> np.ndarray:
+    return np.asarray([_as_k(k) for k in np.atleast_1d(np.asarray(ks, dtype=object))], dtype=np.int64)
 
 
 def _validate(n, c, ks: np.ndarray, estimator: str):
@@ -131,7 +164,7 @@ def pass_at_k_matrix(n, c, ks, estimator: str = "unbiased", backend: str | None 
     """Per-problem pass@k for each k in ``ks``: array [P, len(ks)] (float64).
 
     CUDA tensors in -> CUDA tensor out (the batched kernel); anything else -> numpy."""
-    ks_arr = np.atleast_1d(np.asarray(ks, dtype=np.int64))
+    ks_arr = _as_ks(ks)
     sorted_ks, inverse = np.unique(ks_arr, return_inverse=True)
     in_order = sorted_ks.size == ks_arr.size and bool((inverse == np.arange(inverse.size)).all())
     on_gpu = _is_cuda_tensor(n)
@@ -157,9 +190,8 @@ def pass_at_k(n, c, k, estimator: str = "unbiased", backend: str | None = None):
     scalar = np.ndim(n) == 0 and np.ndim(c) == 0
     if np.ndim(k) != 0:
         raise ValueError("k must be a single integer here; use pass_at_k_curve for several k")
-    if int(k) != k:
-        raise ValueError(f"k must be an integer, got {k}")
-    out = pass_at_k_matrix(n, c, [int(k)], estimator, backend)[:, 0]
+    k = _as_k(k.item() if isinstance(k, np.ndarray) else k)
+    out = pass_at_k_matrix(n, c, [k], estimator, backend)[:, 0]
     return float(out[0]) if scalar else out
 
 
@@ -218,7 +250,7 @@ def pass_at_k_curve(n, c, ks=None, estimator: str = "unbiased", ci: str | None =
     n_np, c_np = _validate(n, c, np.array([1]), estimator)
     if n_np.size == 0:
         raise ValueError("no problems: pass at least one (n, c) pair")
-    ks_arr = np.asarray(default_ks(int(n_np.min())) if ks is None else sorted(set(int(k) for k in np.atleast_1d(ks))),
+    ks_arr = np.asarray(default_ks(int(n_np.min())) if ks is None else sorted(set(_as_ks(ks).tolist())),
                         dtype=np.int64)
     matrix = pass_at_k_matrix(n_np, c_np, ks_arr, estimator, backend)
     curve = PassKCurve(ks=ks_arr, values=matrix.mean(axis=0), estimator=estimator, ci=ci,

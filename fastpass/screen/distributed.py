@@ -234,6 +234,17 @@ def sample_files(out_dir: str) -> list[str]:
     return [f for f in files if os.path.isfile(f)]
 
 
+def check_out_dir(out_dir: str, resume: bool) -> None:
+    """Before the model loads: results already in ``out_dir`` need --resume (checked again, with the
+    rows themselves, once the run holds the folder)."""
+    if resume or not os.path.isdir(out_dir):
+        return
+    for path in sample_files(out_dir):
+        if os.path.getsize(path) > 0:
+            raise ScreenError(f"{path} already holds results: pass --resume (resume=True) to continue that run, "
+                              "or choose another --out folder")
+
+
 def previous_rows(out_dir: str, fingerprint: str, own_path: str, resume: bool) -> dict[int, dict]:
     """Finished problems in every samples file of ``out_dir`` except this rank's own (which its
     SampleStore loads and repairs). Read only: other ranks may be appending to theirs."""

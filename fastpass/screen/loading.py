@@ -69,41 +69,105 @@ def resolve_dtype(dtype: str | None, device: str):
     return getattr(torch, dtype)
 
 
+def _looks_like_path(model: str) -> bool:
+    """A hub id is NAME or ORG/NAME; anything else (absolute, ./, ~, two slashes) is a folder."""
+    return (os.path.isabs(model) or model.startswith((".", "~")) or model.count("/") > 1 or model.endswith("/")
+            or os.sep != "/" and os.sep in model)
+
+
+def check_model_source(model: str | None, gguf: str | None) -> None:
+    """The --model / --gguf arguments, checked before anything loads: a folder that does not exist is
+    named as such (transformers would call it an invalid repo id)."""
+    if model is None:
+        if gguf is not None:
+            raise ScreenError("--gguf names a file inside --model's folder: pass --model too")
+        return
+    folder = os.path.expanduser(model)
+    if os.path.isfile(folder):
+        raise ScreenError(f"--model {model!r} is a file: pass the folder that holds the model"
+                          + (" and --gguf FILE" if model.endswith(".gguf") else ""))
+    if not os.path.exists(folder):
+        if _looks_like_path(model):
+            raise ScreenError(f"model folder {model!r} does not exist: pass an existing local folder or a cached "
+                              "hub id (org/name)")
+        return  # a hub id: the loader looks in the local cache
+    if gguf is not None and not os.path.isfile(os.path.join(folder, gguf)):
+        raise ScreenError(f"GGUF file {gguf!r} is not in {model!r}: pass --gguf with the name of a .gguf file in "
+                          "that folder")
+
+
+@contextlib.contextmanager
+def _quiet_loading(progress: bool):
+    """progress=False: no loading bars, also not the GGUF dequantisation bar (a plain tqdm inside
+    transformers that ignores its progress-bar switch); both switches are restored afterwards."""
+    if progress:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        gguf_utils = None
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _context_size(config) -> int | None:
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    size = getattr(config, "max_position_embeddings", None)
+    return int(size) if isinstance(size, int) and size > 0 else None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def load_model(model: str | None = None, gguf: str | None = None, dtype: str | None = "auto",
-               device: str | None = "auto", progress: bool = True):
+               device: str | None = "auto", progress: bool = True, max_new_tokens: int | None = None):
     """(model, tokenizer, name). ``model=None`` loads the embedded SmolLM2-135M-Instruct.
-    ``progress=False`` silences transformers' loading bars (stderr stays one line per error)."""
+    ``progress=False`` silences transformers' loading bars (stderr stays one line per error).
+    ``max_new_tokens`` is checked against the model's context before the weights load."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    check_model_source(model, gguf)
     try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise ModelLoadError(f"loading a model needs transformers ({_first_line(exc)}): "
                              "pip install 'fastpass[demo]'") from None
-    if not progress:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
     if model is None:
-        if gguf is not None:
-            raise ScreenError("--gguf names a file inside --model's folder: pass --model too")
         source, gguf, name = embedded_model_dir(), EMBEDDED_GGUF, EMBEDDED_NAME
     else:
-        source, name = model, model + (f" ({gguf})" if gguf else "")
+        source, name = os.path.expanduser(model), model + (f" ({gguf})" if gguf else "")
     kwargs = {"local_files_only": True}
     if gguf is not None:
         kwargs["gguf_file"] = gguf
-    with _gguf_parsed_once() if gguf is not None else contextlib.nullcontext():
+    with _gguf_parsed_once() if gguf is not None else contextlib.nullcontext(), _quiet_loading(progress):
         try:
             tok = AutoTokenizer.from_pretrained(source, **kwargs)
         except Exception as exc:  # transformers raises OSError, ValueError, ImportError, ...
             raise ModelLoadError(f"cannot load the tokenizer of {name!r} offline ({_first_line(exc)}): pass a "
                                  "local model folder, or download it first (huggingface-cli download ID)") from None
+        if max_new_tokens is not None:
+            try:
+                context = _context_size(AutoConfig.from_pretrained(source, **kwargs))
+            except Exception:  # the weights' loader below names whatever is wrong with the config
+                context = None
+            if context is not None and max_new_tokens >= context:
+                raise ScreenError(f"max_new_tokens = {max_new_tokens} leaves no room for a prompt in {name!r}'s "
+                                  f"context of {context} tokens: lower --max-new-tokens")
         try:
             mdl = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
         except Exception as exc:

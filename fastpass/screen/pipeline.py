@@ -9,6 +9,7 @@ import functools
 import hashlib
 import inspect
 import json
+import math
 import os
 import platform
 import time
@@ -31,11 +32,30 @@ DEFAULT_KS = (1, 4, 16, 64, 128)
 ROWS_PER_CALL = {"cpu": 64, "cuda": 1024}  # samples per sampler call: progress and save granularity
 
 
-def check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens):
-    """Validates the run's numbers before anything is loaded; returns the ks to report."""
-    for name, v in (("n_samples", n_samples), ("max_new_tokens", max_new_tokens), ("top_k", top_k)):
+def check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens, *, seed=0, gamma=0.7,
+                   K_train=64, min_lift=0.05, cost_per_pp_usd=250_000):
+    """Validates the run's numbers before anything is loaded (the CLI calls it before the model
+    loads, fp.screen before any sampling); returns the ks to report."""
+    for name, v in (("n_samples", n_samples), ("max_new_tokens", max_new_tokens), ("top_k", top_k),
+                    ("seed", seed), ("K_train", K_train)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise ScreenError(f"{name} must be an integer, got {v!r}")
+    if not 0 <= seed < 2**64:
+        raise ScreenError(f"seed must lie in [0, 2**64), got {seed}: pass --seed 0 (or any seed in range)")
+    if K_train < 1:
+        raise ScreenError(f"K_train must be >= 1 (the RL run's samples per prompt), got {K_train}: pass --k-train 64")
+    g = gamma_value(gamma)
+    if not 0 <= g <= 1:
+        raise ScreenError(f"gamma must lie in [0, 1] (the share of the gap RL closes), got {g}: pass --gamma 0.7")
+    for name, v in (("min_lift", min_lift), ("cost_per_pp_usd", cost_per_pp_usd)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
+            raise ScreenError(f"{name} must be a finite number >= 0, got {v!r}")
+    for name, v in (("temperature", temperature), ("top_p", top_p), ("min_p", min_p)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+            raise ScreenError(f"{name} must be a number, got {v!r}")
+    if math.isinf(temperature):
+        raise ScreenError("temperature must be finite (0 = greedy, 1 = the model's distribution), got inf: "
+                          "pass --temperature 1.0")
     if n_samples < 1:
         raise ScreenError(f"n must be >= 1, got {n_samples}: sample at least one completion per problem")
     if max_new_tokens < 1:
@@ -193,10 +213,9 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     embedded SmolLM2-135M-Instruct. With ``out_dir``, writes samples.jsonl (resumable),
     report.json, report.md and passk.png. ``shard`` (from ``distributed.init``, under torchrun)
     samples only this rank's problems; rank 0 returns the merged report, other ranks None."""
-    report_ks = check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens)
+    report_ks = check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens, seed=seed,
+                               gamma=gamma, K_train=K_train, min_lift=min_lift, cost_per_pp_usd=cost_per_pp_usd)
     reach = check_reach(reach)  # the fate table's band, checked before hours of sampling
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ScreenError(f"seed must be a non-negative integer, got {seed!r}")
     chosen, rule, probs = prepare(problems, preset, pattern, flags, normalize, occurrence, question_field,
                                   answer_field, limit)
     tpl = _template(template, chosen)
