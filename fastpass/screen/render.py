@@ -1,10 +1,16 @@
 """report.md and passk.png from a ScreenReport."""
 from __future__ import annotations
 
-from fastpass.screen.report import POST_RL_MODEL, SIMULATE_DIFFERENCE
 from fastpass.verdict import GAMMA_BAND
 
 MAX_PROBLEM_ROWS = 40
+
+POST_RL_MODEL = ("per problem p1 = c/n -> p1 + gamma * (pass@K_train - p1), pass@K_train unbiased where "
+                 "K_train <= n, else the plug-in 1 - (1 - c/n)^K_train; after-RL pass@k = mean 1 - (1 - p1_after)^k")
+SIMULATE_DIFFERENCE = ("`fastpass simulate` applies the same formula to each simulated problem's true rate, so every "
+                       "problem gains; a screen only has c/n, so a problem never solved in n samples stays at 0 and the "
+                       "after-RL curve stays under the share of problems ever solved. simulate's gamma default is 0.8 "
+                       "(the seed chapter's script); screen plans with 0.7 (--gamma sets either).")
 
 
 def _pct(x) -> str:

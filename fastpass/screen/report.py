@@ -16,6 +16,7 @@ import numpy as np
 
 from fastpass.fate import DEFAULT_REACH, check_reach, fate_table
 from fastpass.screen.errors import atomic_write
+from fastpass.screen.render import POST_RL_MODEL, SIMULATE_DIFFERENCE  # its wording lives there: no import cycle
 from fastpass.stats import PassKCurve, default_ks, pass_at_k_curve
 from fastpass.verdict import GAMMA_BAND, Prediction, Verdict, post_rl_rates, verdict
 from fastpass.whatif import write_whatif
@@ -30,13 +31,6 @@ def post_rl_curve(p1_after: np.ndarray, ks) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return (-np.expm1(k * np.log1p(-p))).mean(axis=0)
 
-
-POST_RL_MODEL = ("per problem p1 = c/n -> p1 + gamma * (pass@K_train - p1), pass@K_train unbiased where "
-                 "K_train <= n, else the plug-in 1 - (1 - c/n)^K_train; after-RL pass@k = mean 1 - (1 - p1_after)^k")
-SIMULATE_DIFFERENCE = ("`fastpass simulate` applies the same formula to each simulated problem's true rate, so every "
-                       "problem gains; a screen only has c/n, so a problem never solved in n samples stays at 0 and the "
-                       "after-RL curve stays under the share of problems ever solved. simulate's gamma default is 0.8 "
-                       "(the seed chapter's script); screen plans with 0.7 (--gamma sets either).")
 
 
 def curve_at(full: PassKCurve, ks=None) -> PassKCurve:
