@@ -32,7 +32,7 @@ def markdown(rep) -> str:
         lines.append(f"The screen is too weak to decide (the point estimate alone would say {u['rule_decision']}):")
         lines += [f"- {r}" for r in u["reasons"]]
         lines += ["", "What would make it decisive:"] + [f"- {a}" for a in u["to_decide"]] + [""]
-    extrapolated = (f" (pass@{v.kmax} extrapolated per problem from c/n: n = {u['n']} < {v.kmax})"
+    extrapolated = (f"; pass@{v.kmax} extrapolated per problem from c/n, as n = {u['n']} < {v.kmax}"
                     if u.get("pass@Kmax_extrapolated") else "")
     lines.append(f"{'Point estimate: RL' if u.get('reasons') else 'RL'} with a verifiable reward is predicted to take "
                  f"pass@1 from **{_pct(v.pass1)}** to **{_pct(v.expected_pass1)}** (γ = {gamma}: it closes that share "
