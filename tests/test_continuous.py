@@ -115,8 +115,8 @@ def test_stream_yields_each_prompt_once_with_its_samples():
         seen.append(i)
         assert batch.tokens[0] == whole.tokens[i] and batch.finish_reasons[0] == whole.finish_reasons[i]
     assert sorted(seen) == list(range(6))
-    assert progress[-1] == (24, whole.num_tokens) and len(progress) == 6
-    assert [s for s, _ in progress] == sorted(s for s, _ in progress)
+    assert progress[-1] == (24, whole.num_tokens) and len(progress) >= 6  # as samples finish, not per prompt
+    assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(progress, progress[1:]))
 
 
 def test_rows_stay_busy_on_a_long_tailed_job():

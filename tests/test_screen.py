@@ -117,6 +117,7 @@ def test_screen_end_to_end_counts_and_outputs(tiny, data_file, tmp_path):
     for name in ("samples.jsonl", "report.json", "report.md", "passk.png"):
         assert (out / name).stat().st_size > 0, name
     lines = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
+    lines.sort(key=lambda l: l["index"])  # written as each problem finishes (continuous decoding)
     assert [l["id"] for l in lines] == [f"p{i}" for i in range(6)]
     golds = [r["answer"] for r in _rows(6)]
     for line, gold in zip(lines, golds):
@@ -143,12 +144,12 @@ def test_screen_end_to_end_counts_and_outputs(tiny, data_file, tmp_path):
 
 
 def test_sample_independent_of_batching_and_resume(tiny, data_file, tmp_path):
-    """Stream id = problem index: one problem per sampler call gives the counts of six per call,
+    """Stream id = problem index: 3 decode rows give the counts of 64 rows (every problem at once),
     and a run resumed from a partial samples.jsonl gives the counts of an uninterrupted one."""
     model, tok = tiny
     kw = dict(n_samples=8, ks=(1, 8), template=TEMPLATE, max_new_tokens=8, seed=1, progress=False, preset="r1")
-    whole = screen(model, tok, str(data_file), out_dir=tmp_path / "a", rows_per_call=64, **kw)
-    one_by_one = screen(model, tok, str(data_file), out_dir=tmp_path / "b", rows_per_call=8, **kw)
+    whole = screen(model, tok, str(data_file), out_dir=tmp_path / "a", max_rows=64, **kw)
+    one_by_one = screen(model, tok, str(data_file), out_dir=tmp_path / "b", max_rows=3, **kw)
     assert one_by_one.c.tolist() == whole.c.tolist()
     lines = (tmp_path / "b" / "samples.jsonl").read_text().splitlines(keepends=True)
     partial = tmp_path / "c"
@@ -358,26 +359,29 @@ def test_api_argument_errors(tiny, data_file):
         screen(model, tok, [], progress=False)
 
 
-def test_cuda_oom_splits_the_group_and_keeps_counts(tiny, data_file):
-    """A sampler call that runs out of memory is retried with fewer problems per call; the keyed
-    randomness makes the counts identical to a run that never hit OOM."""
+def test_cuda_oom_halves_the_rows_and_keeps_counts(tiny, data_file, monkeypatch, tmp_path):
+    """Decoding that runs out of memory mid-run is retried with half the rows, redrawing only the
+    samples not finished yet; the keyed randomness makes the counts identical to a run that never
+    hit OOM, and the problems finished before it are already in samples.jsonl."""
+    from fastpass.engine.scheduler import ContinuousDecoder
+
     model, tok = tiny
     kw = dict(n_samples=8, ks=(1, 8), template=TEMPLATE, max_new_tokens=6, seed=4, progress=False, preset="r1",
-              rows_per_call=64)
+              max_rows=32)
     clean = screen(model, tok, str(data_file), **kw)
+    real_step, calls = ContinuousDecoder._step, []
 
-    class FlakySampler(fp.Sampler):
-        calls = 0
+    def flaky(self, b):
+        calls.append(self.rows)
+        if self.rows > 8 and len(calls) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, b)
 
-        def sample(self, prompts, n, **kwargs):
-            FlakySampler.calls += 1
-            if len(prompts) > 2:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return super().sample(prompts, n, **kwargs)
-
-    rep = screen(model, tok, str(data_file), sampler=FlakySampler(model, tok), **kw)
+    monkeypatch.setattr(ContinuousDecoder, "_step", flaky)
+    rep = screen(model, tok, str(data_file), out_dir=tmp_path, **kw)
     assert rep.c.tolist() == clean.c.tolist()
     assert rep.throughput["oom_retries"] == 2 and rep.throughput["problems_sampled"] == 6
+    assert sorted(set(calls)) == [8, 16, 32]
 
 
 def test_load_model_dtype_and_device_flags(tiny_dir):

@@ -152,7 +152,7 @@ def plan_continuous(adapter, prompts: list[list[int]], n: int, max_new_tokens: i
 
 
 def run_continuous(adapter, items: list[ChunkItem], n: int, params: DecodeParams, rows: int, slots: int,
-                   stats: dict):
+                   stats: dict, on_samples=None):
     """Yields a PromptResult per prompt as its samples finish. On CUDA out-of-memory the decoder is
     rebuilt with half the rows and only the samples not yet drawn are decoded again (keyed draws:
     the same tokens)."""
@@ -163,6 +163,7 @@ def run_continuous(adapter, items: list[ChunkItem], n: int, params: DecodeParams
     stats.update(oom_splits=0, rows=rows, slots=slots)
     while True:
         decoder = ContinuousDecoder(adapter, items, n, params, rows, slots, results)
+        decoder.on_samples = on_samples
         try:
             for res in decoder.run():
                 completed.add(res.index)

@@ -218,7 +218,7 @@ class Sampler:
                on_progress=None):
         """Like :meth:`sample`, but yields ``(i, SampleBatch of prompt i alone)`` as soon as all n
         samples of prompt i are drawn (continuous decoding finishes prompts out of order).
-        ``on_progress(samples_done, tokens_done)`` is called as samples finish."""
+        ``on_progress(samples_done, tokens_done)`` is called whenever samples finish."""
         ids, stream_ids, params = self._prepare(prompts, n, max_new_tokens, temperature, top_k, top_p, min_p, seed,
                                                 stream_ids, stop, eos_token_id, pad_token_id, repetition_penalty,
                                                 chat)
@@ -258,15 +258,18 @@ class Sampler:
         items = [ChunkItem(p, stream_ids[i], 0, n, index=i) for i, p in enumerate(ids)]
         stats: dict = {"packed_weights": self._packed is not None, "continuous": self.continuous}
         self.last_stats = stats
-        samples = tokens = 0
+        done = [0, 0]  # samples, tokens
+
+        def progress(samples, tokens):
+            done[0], done[1] = done[0] + samples, done[1] + tokens
+            if on_progress is not None:
+                on_progress(done[0], done[1])
+
         with self._engaged():
             if self.continuous:
                 rows, slots = plan_continuous(self.adapter, ids, n, params.max_new_tokens, self.max_rows,
                                               penalty=params.repetition_penalty != 1.0)
-                for res in run_continuous(self.adapter, items, n, params, rows, slots, stats):
-                    samples, tokens = samples + n, tokens + int(res.lengths.sum())
-                    if on_progress is not None:
-                        on_progress(samples, tokens)
+                for res in run_continuous(self.adapter, items, n, params, rows, slots, stats, progress):
                     yield res.index, res.tokens, res.lengths, res.reasons
                 return
             chunks = plan_chunks(self.adapter, ids, n, stream_ids, params.max_new_tokens,
@@ -274,9 +277,7 @@ class Sampler:
             tokens_all, lengths, reasons, chunk_stats = run_chunks(self.adapter, chunks, len(ids), n, params)
             stats.update(chunk_stats)
         for i in range(len(ids)):  # lockstep: a prompt's samples may span chunks, so all come at the end
-            samples, tokens = samples + n, tokens + int(lengths[i].sum())
-            if on_progress is not None:
-                on_progress(samples, tokens)
+            progress(n, int(lengths[i].sum()))
             yield i, tokens_all[i], lengths[i], reasons[i]
 
     def _batch(self, tokens, lengths, reasons) -> SampleBatch:

@@ -116,6 +116,7 @@ class ContinuousDecoder:
         for it in items:
             self.outstanding[it.index] = self.outstanding.get(it.index, 0) + it.count
         self.graphs: dict[int, object] = {}
+        self.on_samples = None  # callback(count, tokens) as samples finish
         self.stats = {"steps": 0, "refills": 0, "prefills": 0, "graph": False, "row_steps": 0,
                       "live_row_steps": 0}
 
@@ -180,6 +181,8 @@ class ContinuousDecoder:
         out = self.out.index_select(0, fin_t)[:, :self.p.max_new_tokens].cpu()
         lengths = self.steps.index_select(0, fin_t).cpu()
         reasons = self.reasons.index_select(0, fin_t).cpu()
+        if self.on_samples is not None:
+            self.on_samples(len(fin), int(lengths.sum()))
         for i, r in enumerate(fin):
             slot_id, j = self.row_owner[r]
             self.row_owner[r] = None

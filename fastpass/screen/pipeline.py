@@ -29,7 +29,6 @@ from fastpass.verdict import gamma_value
 from fastpass.screen.store import SampleStore, check_resumed, problem_hash
 
 DEFAULT_KS = (1, 4, 16, 64, 128)
-ROWS_PER_CALL = {"cpu": 64, "cuda": 1024}  # samples per sampler call: progress and save granularity
 
 
 def check_settings(n_samples, ks, temperature, top_p, top_k, min_p, max_new_tokens, *, seed=0, gamma=0.7,
@@ -206,7 +205,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
            question_field: str | None = None, answer_field: str | None = None, limit: int | None = None,
            gamma: float = 0.7, K_train: int = 64, min_lift: float = 0.05, cost_per_pp_usd: float = 250_000,
            ci: str | None = "bootstrap", reach=(0.05, 0.40), model_name: str | None = None, sampler=None,
-           rows_per_call: int | None = None, shard: Shard | None = None) -> ScreenReport | None:
+           max_rows: int | None = None, shard: Shard | None = None) -> ScreenReport | None:
     """Screen ``model`` on ``problems`` (JSONL path, list of dicts, or None for the embedded default
     set): n samples per problem, graded by ``pattern`` (default: the preset's), reported as a
     pass@k curve, gaps, predicted post-RL curve and GO/SKIP verdict. ``model=None`` loads the
@@ -245,7 +244,7 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     if sampler is None:
         from fastpass.engine import Sampler
 
-        sampler = Sampler(model, tokenizer)
+        sampler = Sampler(model, tokenizer, max_rows=max_rows)
     device = _device_name(model)
     model_device = next(model.parameters()).device
     cfg = {"model": model_name, "preset": chosen.name, "template": tpl.to_dict(),
@@ -274,36 +273,37 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     shard.wait("ready")  # nobody writes before every rank has checked the folder
     mine = [i for i, p in enumerate(probs) if shard.owns(p.index)]
     todo = [i for i in mine if probs[i].index not in done]
-    dev_type = "cuda" if device.startswith("cuda") else "cpu"
-    per_call = max(1, (rows_per_call or ROWS_PER_CALL[dev_type]) // n_samples)
     stats = {"tokens": 0, "samples": 0, "seconds": 0.0, "problems_sampled": 0,
              "problems_resumed": len(mine) - len(todo), "oom_retries": 0}
-    bar = _progress(len(mine), len(mine) - len(todo), shard.label) if progress else None
+    bar = _progress(len(mine) * n_samples, (len(mine) - len(todo)) * n_samples, shard.label) if progress else None
+    t0 = time.perf_counter()
+
+    def on_progress(samples, tokens):  # as samples finish: the bar moves (and has an ETA) from the start
+        shard.heartbeat()
+        if bar is not None:
+            bar.update(samples - (bar.n - bar.initial))
+            secs = max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{stats['problems_sampled']}/{len(todo)} problems, {tokens / secs:.0f} tok/s")
+
     try:
-        pos = 0
-        while pos < len(todo):
-            group = todo[pos:pos + per_call]
-            try:
-                rows = _run_group(sampler, [probs[i] for i in group], [prompts[i] for i in group], rule,
-                                  n_samples, max_new_tokens, temperature, top_k, top_p, min_p, seed,
-                                  save_completions, stats, eos_ids, model_device)
-            except Exception as exc:  # CUDA OOM: fewer problems per call, same keys, same samples
-                if not _is_oom(exc) or per_call == 1:
-                    raise
-                per_call, stats["oom_retries"] = per_call // 2, stats["oom_retries"] + 1
-                _empty_cache()
-                continue
-            for row in rows:
-                if store is not None:
-                    store.append(row)
-                done[row["index"]] = row
-            pos += len(group)
-            shard.heartbeat()
-            if bar is not None:
-                bar.update(len(group))
-                bar.set_postfix_str(f"{stats['samples'] / max(stats['seconds'], 1e-9):.1f} samples/s, "
-                                    f"{stats['tokens'] / max(stats['seconds'], 1e-9):.0f} tok/s")
+        # every problem streams through one continuous scheduler: its row is written (and can be
+        # resumed) as soon as its n samples are graded
+        stream = sampler.stream([prompts[i] for i in todo], n=n_samples, max_new_tokens=max_new_tokens,
+                                temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed,
+                                stream_ids=[probs[i].index for i in todo], stop=rule.stop,
+                                on_progress=on_progress) if todo else ()
+        for k, batch in stream:
+            row = _graded_row(batch, probs[todo[k]], rule, sampler.tokenizer, eos_ids, model_device,
+                              save_completions)
+            if store is not None:
+                store.append(row)
+            done[row["index"]] = row
+            stats["tokens"] += batch.num_tokens
+            stats["samples"] += n_samples
+            stats["problems_sampled"] += 1
     finally:
+        stats["seconds"] = time.perf_counter() - t0
+        stats["oom_retries"] = int(sampler.last_stats.get("oom_splits") or 0) if todo else 0
         if bar is not None:
             bar.close()
         if store is not None:
@@ -329,41 +329,15 @@ def screen(model=None, tokenizer=None, problems=None, n_samples: int = 128, ks=D
     return rep
 
 
-def _run_group(sampler, group: list[Problem], prompts, rule: AnswerRule, n, max_new_tokens, temperature,
-               top_k, top_p, min_p, seed, save_completions, stats, eos_ids, device) -> list[dict]:
-    t0 = time.perf_counter()
-    batch = sampler.sample(prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, min_p=min_p, seed=seed, stream_ids=[p.index for p in group],
-                           stop=rule.stop)
-    golds = [p.gold for p in group for _ in range(n)]
-    correct = rule.grade_tokens([t for row in batch.tokens for t in row], golds, sampler.tokenizer, eos_ids,
-                                device)
-    stats["seconds"] += time.perf_counter() - t0
-    stats["tokens"] += batch.num_tokens
-    stats["samples"] += len(group) * n
-    stats["problems_sampled"] += len(group)
-    rows = []
-    for i, p in enumerate(group):
-        ok = correct[i * n:(i + 1) * n]
-        row = {"index": p.index, "id": p.id, "n": n, "c": int(sum(ok)), "correct": [int(x) for x in ok],
-               "lengths": [int(x) for x in batch.lengths[i]], "finish_reasons": list(batch.finish_reasons[i])}
-        if save_completions:
-            row["completions"] = list(batch.texts[i])
-        rows.append(row)
-    return rows
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def _empty_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _graded_row(batch, p: Problem, rule: AnswerRule, tokenizer, eos_ids, device, save_completions) -> dict:
+    """The samples.jsonl row of one problem: its n samples graded."""
+    n = len(batch.tokens[0])
+    ok = rule.grade_tokens(batch.tokens[0], [p.gold] * n, tokenizer, eos_ids, device)
+    row = {"index": p.index, "id": p.id, "n": n, "c": int(sum(ok)), "correct": [int(x) for x in ok],
+           "lengths": [int(x) for x in batch.lengths[0]], "finish_reasons": list(batch.finish_reasons[0])}
+    if save_completions:
+        row["completions"] = list(batch.texts[0])
+    return row
 
 
 def _progress(total: int, initial: int, desc: str = "screen"):
@@ -371,4 +345,4 @@ def _progress(total: int, initial: int, desc: str = "screen"):
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, desc=desc, unit="problem", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True)
