@@ -48,21 +48,23 @@ struct StrView {
   std::vector<int64_t> len;
 };
 
-StrView str_view(const py::object& seq) {
-  StrView v;
+// Returns false (nothing filled) when an item is not a str and `strict` is off.
+bool str_view(const py::object& seq, StrView& v, bool strict) {
   v.keep = py::list(seq);
   const py::list& items = v.keep;
   const size_t n = items.size();
   v.data.resize(n); v.kind.resize(n); v.len.resize(n);
   for (size_t i = 0; i < n; ++i) {
     PyObject* s = items[i].ptr();
-    if (!PyUnicode_Check(s))
+    if (!PyUnicode_Check(s)) {
+      if (!strict) return false;
       throw py::type_error(std::string("items must be str or a token-id tensor, got ") + Py_TYPE(s)->tp_name);
+    }
     v.data[i] = PyUnicode_DATA(s);
     v.kind[i] = (int32_t)PyUnicode_KIND(s);
     v.len[i] = (int64_t)PyUnicode_GET_LENGTH(s);
   }
-  return v;
+  return true;
 }
 
 }  // namespace
@@ -77,18 +79,19 @@ void bind_regex(py::module_& m) {
         RegexBatchArgs a = batch_args(d);
         StrView items, keys;
         if (!texts.is_none()) {
-          items = str_view(texts);
+          str_view(texts, items, true);
           a.str_data = items.data.data(); a.str_kind = items.kind.data(); a.str_len = items.len.data();
         }
         if (!golds.is_none()) {
-          keys = str_view(golds);
+          if (!str_view(golds, keys, false)) return false;  // the caller converts the golds
           a.gold_str_data = keys.data.data(); a.gold_str_kind = keys.kind.data();
           a.gold_str_len = keys.len.data();
         }
         py::gil_scoped_release release;  // the lists keep the str objects alive
         regex_batch_cpu(a, threads);
+        return true;
       }, "batch search (+ optional grading) over str items read in place, UTF-8 bytes or token "
-         "ids (host pointers)");
+         "ids (host pointers); returns False, having done nothing, when a gold key is not a str");
   m.def("regex_batch_cuda", [](const py::dict& d, int32_t code_words, std::uintptr_t stream) {
         require_cuda();
         const RegexBatchArgs a = batch_args(d);

@@ -6,13 +6,20 @@ longer than the kernels' buffer) are finished on the host with the same function
 are also the reference the kernels are tested against."""
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
+import numpy as np
 import torch
 
 from fastpass import regex as _regex
+from fastpass.regex.normalize import compare_key, gold_key, last_boxed, numeric_key
+
+__all__ = ["GradePreset", "R1_ANSWER", "GSM8K_ANSWER", "BOXED", "LAST_NUMBER", "grade",
+           "grade_text", "gold_key", "gold_text", "numeric_key", "last_boxed", "math_key"]
 
 NORMALIZERS = ("exact", "strip", "numeric", "boxed", "math")
 
@@ -40,41 +47,8 @@ LAST_NUMBER = GradePreset("last-number", r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)", norma
                           occurrence="last")
 
 # ---- host normalisers (the reference semantics) ---------------------------------------------
-_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:(\.)([0-9]*))?")
-
-
-def numeric_key(s: str) -> str:
-    """Drop '$' and ',', strip, drop trailing '.', then a canonical decimal ("1,000" and
-    "1000.0" -> "1000"; "-0.50" -> "-0.5"); text that is not a number is its own key."""
-    t = s.replace("$", "").replace(",", "").strip().rstrip(".")
-    m = _NUMBER.fullmatch(t)
-    if not m or not (m.group(2) or (m.group(3) and m.group(4))):
-        return t
-    sign, whole, frac = m.group(1), m.group(2).lstrip("0"), (m.group(4) or "").rstrip("0")
-    if not whole and not frac:
-        return "0"
-    return ("-" if sign == "-" else "") + (whole or "0") + ("." + frac if frac else "")
-
-
-def last_boxed(s: str) -> str | None:
-    """Content of the last balanced ``\\boxed{...}`` in s, or None."""
-    best, i = None, s.find("\\boxed{")
-    while i >= 0:
-        depth, j = 1, i + 7
-        while j < len(s):
-            if s[j] == "{":
-                depth += 1
-            elif s[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        if depth == 0:
-            best = s[i + 7:j]
-        i = s.find("\\boxed{", i + 1)
-    return best
-
-
+# exact / strip / numeric / boxed are the kernels' own comparisons (fastpass.regex.normalize);
+# math is host-only.
 _LATEX_DROP = re.compile(r"\\left|\\right|\\!|\\,|\\;|\\:|\\displaystyle|\^\{?\\circ\}?|\\%|%|\s+")
 _TEXT = re.compile(r"\\(?:text|mbox|mathrm)\{[^{}]*\}")
 _FRAC = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
@@ -107,37 +81,83 @@ def math_key(s: str):
     return k
 
 
-def gold_key(gold: str, normalize: str) -> str:
-    """What the kernels compare with: the gold itself (strip and boxed strip it as they compare), or
-    its numeric key."""
+def _gold_keys(golds: list, normalize: str):
+    """(keys, to_str) for the kernels: exact/strip/boxed golds are their own keys, read in place
+    by the C++ tier (to_str converts them only if one is not a str); numeric keys are computed
+    here, converting as they go."""
     if normalize in ("exact", "strip", "boxed"):
-        return gold
+        return golds, gold_texts
     if normalize == "numeric":
-        return numeric_key(gold)
+        return [numeric_key(gold_text(i, g)) for i, g in enumerate(golds)], None
     raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
 
 
-def _gold_keys(golds: list, normalize: str) -> list:
-    if normalize in ("exact", "strip", "boxed"):  # no pass over the golds: they are their own keys
+# ---- golds: str, or numbers written as plain decimals; anything else is an error --------------
+def gold_text(i: int, g) -> str:
+    """Gold answer ``i`` as text: a str as is; an int, float, Decimal or terminating Fraction as
+    its plain decimal (1e21 -> "1000000000000000000000", 0.1 -> "0.1"); None, bools and other
+    objects are one-line errors naming the fix, never stringified."""
+    if isinstance(g, str):
+        return g
+    if g is None:
+        raise ValueError(f"gold {i} is None: pass every gold answer as a str (leave out items "
+                         "that have no gold answer)")
+    if isinstance(g, (bool, np.bool_)):
+        raise TypeError(f"gold {i} is the bool {g}: pass the gold answer as a str")
+    if isinstance(g, numbers.Integral):
+        return str(int(g))
+    if isinstance(g, Fraction):
+        d = g.denominator
+        for f in (2, 5):
+            while d % f == 0:
+                d //= f
+        if d != 1:
+            raise ValueError(f"gold {i} is the Fraction {g}, which has no finite decimal: pass it "
+                             f"as a str (e.g. {str(g)!r}) and grade with normalize='math'")
+        with localcontext() as ctx:
+            ctx.prec = 4 * len(str(g.denominator)) + len(str(g.numerator)) + 8  # exact
+            g = Decimal(g.numerator) / Decimal(g.denominator)
+    if isinstance(g, Decimal):
+        if not g.is_finite():
+            raise ValueError(f"gold {i} is {g}: pass a finite number or a str")
+        return format(g.normalize(), "f")
+    if isinstance(g, numbers.Real):
+        x = g if isinstance(g, np.floating) else float(g)
+        if not np.isfinite(x):
+            raise ValueError(f"gold {i} is {float(x)}: pass a finite number or a str")
+        # the shortest digits that round-trip (repr's), written without an exponent
+        return np.format_float_positional(x, unique=True, trim="-")
+    if isinstance(g, (bytes, bytearray)):
+        raise TypeError(f"gold {i} is bytes: decode it to a str first (gold.decode('utf-8'))")
+    raise TypeError(f"gold {i} is a {type(g).__name__}: pass golds as str (or plain numbers)")
+
+
+def gold_texts(golds) -> list:
+    return [gold_text(i, g) for i, g in enumerate(golds)]
+
+
+def _gold_list(golds) -> list:
+    if isinstance(golds, (str, bytes)):
+        raise ValueError(f"golds is one {type(golds).__name__} ({golds[:40]!r}), not one gold per "
+                         "completion: pass a list, e.g. [gold] * len(completions)")
+    if isinstance(golds, torch.Tensor):
+        golds = golds.cpu().numpy()
+    if type(golds) is list:
         return golds
-    return [gold_key(g, normalize) for g in golds]
+    try:
+        return list(golds)
+    except TypeError:
+        raise TypeError(f"golds must be a list with one gold per completion, got "
+                        f"{type(golds).__name__}") from None
 
 
 def grade_text(extracted: str, gold: str, normalize: str, gold_is_key: bool = False) -> bool:
     """Reference comparison of one extracted answer with its gold answer."""
     if normalize == "math":
         return _math_equal(extracted, gold)
-    key = gold if gold_is_key else gold_key(gold, normalize)
-    if normalize == "exact":
-        return extracted == key
-    if normalize == "strip":
-        return extracted.strip() == key.strip()
-    if normalize == "boxed":
-        inner = last_boxed(extracted)
-        return inner is not None and inner.strip() == key.strip()
-    if normalize == "numeric":
-        return numeric_key(extracted) == key
-    raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
+    if normalize not in NORMALIZERS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
+    return compare_key(extracted, gold if gold_is_key else gold_key(gold, normalize), normalize)
 
 
 def _math_equal(extracted: str, gold: str) -> bool:
@@ -176,7 +196,7 @@ def grade(completions, golds, pattern=R1_ANSWER, group=None, normalize=None, occ
     p = _resolve(pattern, flags, group, normalize, occurrence)
     if p.normalize not in NORMALIZERS:
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZERS)}, got {p.normalize!r}")
-    golds = list(map(str, golds))
+    golds = _gold_list(golds)  # validated (and numbers written out) by _gold_keys
     items = _regex.make_items(completions, token_bytes, lengths)
     if device is not None:
         items = _regex._to_device(items, torch.device(device))
@@ -188,11 +208,11 @@ def grade(completions, golds, pattern=R1_ANSWER, group=None, normalize=None, occ
     last = _regex._last(rx, p.occurrence)
     if p.normalize == "math":
         raw = _regex.run(rx.program.code, rx.n_slots, items, occurrence_last=last, backend=backend)
-        result = _host_math(items, raw, p.group, golds)
+        result = _host_math(items, raw, p.group, gold_texts(golds))
     else:
-        keys = _gold_keys(golds, p.normalize)
+        keys, to_str = _gold_keys(golds, p.normalize)
         raw = _regex.run(rx.program.code, rx.n_slots, items, occurrence_last=last,
-                         grade=(p.group, p.normalize, keys), backend=backend, offsets=())
+                         grade=(p.group, p.normalize, keys, to_str), backend=backend, offsets=())
         result = _finish_undecided(items, raw, p, keys, rx, last, backend)
     if p.fallback is not None:
         missing = ~raw.found.to(result.device)

@@ -1,7 +1,9 @@
 """fp.grade: normalisers on edge cases, presets, kernel grading == host reference."""
 import random
 import re
+from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,7 +124,7 @@ def test_kernel_grading_on_utf8_bytes(normalize):
     golds = [rng.choice([a, "42", "0", a.replace("\\boxed{", "")[:-1]]) for a in answers]
     comps = [f"é <answer>{a}</answer>" for a in answers]
     rx = fp.regex.compile(fp.R1_ANSWER.pattern, fp.R1_ANSWER.flags)
-    raw = run(rx.program.code, rx.n_slots, make_items(comps), grade=(1, normalize, _gold_keys(golds, normalize)),
+    raw = run(rx.program.code, rx.n_slots, make_items(comps), grade=(1, normalize, *_gold_keys(golds, normalize)),
               backend="cpu", offsets=(), text_as_bytes=True)
     assert (raw.grade > 0).tolist() == [grade_text(a, g, normalize) for a, g in zip(answers, golds)]
 
@@ -176,3 +178,62 @@ def test_gpu_grading_equals_cpu(normalize):
     assert gpu.is_cuda and torch.equal(gpu.cpu(), cpu)
     gpu_text = fp.grade(comps, golds, normalize=normalize, device="cuda", backend="cuda")
     assert torch.equal(gpu_text.cpu(), cpu)
+
+
+# ---- golds are never stringified (None, one str, numbers) ---------------------------------------
+@pytest.mark.parametrize("tier", TIERS)
+def test_none_gold_is_an_error_not_the_text_none(tier):
+    with pytest.raises(ValueError, match=r"gold 1 is None: pass every gold answer as a str"):
+        fp.grade(["<answer>1</answer>", "<answer>None</answer>"], ["1", None], backend=tier)
+    with pytest.raises(ValueError, match=r"gold 0 is None"):
+        fp.grade(["<answer>None</answer>"], [None], normalize="numeric", backend=tier)
+
+
+def test_golds_as_one_string_is_an_error():
+    with pytest.raises(ValueError, match=r"golds is one str .*\[gold\] \* len\(completions\)"):
+        fp.grade(["<answer>12</answer>", "<answer>1</answer>"], "12")
+    with pytest.raises(ValueError, match="one bytes"):
+        fp.grade(["<answer>12</answer>"], b"12")
+    with pytest.raises(TypeError, match="golds must be a list"):
+        fp.grade(["<answer>12</answer>"], 12)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("normalize", ["exact", "strip", "numeric"])
+def test_number_golds_match_the_number(tier, normalize):
+    big = "<answer>1000000000000000000000</answer>"
+    comps = [big, "<answer>1e+21</answer>", "<answer>0.1</answer>", "<answer>42</answer>",
+             "<answer>0.25</answer>", "<answer>7</answer>"]
+    golds = [1e21, 1e21, 0.1, 42, Fraction(1, 4), np.int64(7)]
+    assert fp.grade(comps, golds, normalize=normalize, backend=tier).tolist() == \
+        [True, False, True, True, True, True]
+    # numpy / torch arrays of numbers, and float32 values written with their own shortest digits
+    assert fp.grade(comps[2:3], np.array([0.1], dtype=np.float32), normalize=normalize,
+                    backend=tier).tolist() == [True]
+    assert fp.grade(comps[3:4], torch.tensor([42]), normalize=normalize, backend=tier).tolist() == [True]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_golds_that_are_not_answers_are_one_line_errors(tier):
+    comps = ["<answer>1</answer>"]
+    for gold, err, msg in [(True, TypeError, "bool"), (float("nan"), ValueError, "finite"),
+                           (Fraction(1, 3), ValueError, "no finite decimal"),
+                           (b"1", TypeError, "decode"), ([1], TypeError, "pass golds as str")]:
+        with pytest.raises(err, match=msg):
+            fp.grade(comps, [gold], backend=tier)
+        with pytest.raises(err, match=msg):
+            fp.grade(comps, [gold], normalize="numeric", backend=tier)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_lone_surrogates_grade_like_python(tier):
+    comps = ["<answer>x\udc80</answer>", "<answer> \ud800 </answer>", "<answer>x\udc80</answer>"]
+    golds = ["x\udc80", "\ud800", "x\ud800"]
+    assert fp.grade(comps, golds, backend=tier).tolist() == [True, True, False]
+    if tier == "cpu":  # the GPU's path: items and golds as "surrogatepass" UTF-8 bytes
+        from fastpass.regex.batch import make_items, run
+
+        rx = fp.regex.compile(fp.R1_ANSWER.pattern, fp.R1_ANSWER.flags)
+        raw = run(rx.program.code, rx.n_slots, make_items(comps), grade=(1, "strip", golds),
+                  backend="cpu", offsets=(), text_as_bytes=True)
+        assert (raw.grade > 0).tolist() == [True, True, False]

@@ -8,6 +8,7 @@ import torch
 
 import fastpass.regex as fre
 from fastpass import _backend
+from fastpass.regex.batch import make_items, run
 from fastpass.regex.tokens import from_bytes
 
 NATIVE = _backend.has_native() and hasattr(_backend.native(), "regex_batch_cpu")
@@ -18,6 +19,7 @@ PATTERNS = [
     (r"<answer>(.*?)</answer>", re.S), (r"(\w+)@(\w+)\.com", 0), (r"\b(\d+)\b", 0),
     (r"^(.*)$", re.M), (r"(?i)(straße|ǅ)+", 0), (r"([^\x00-\x7f]+)(.)?", 0), (r"x$", 0),
     (r"(a|ab)(c|bcd)?(d*)", 0), (r"\s+(\S+)\s*\Z", 0),
+    (r"(,\s*)*(\d?)(?:(a)|b|())*?c", 0), (r"(<(\w*)?>)+(.*?)(?:</(\w*)?>)?", re.S),
 ]
 ALPHABET = list("ab cdx\n<>/answer0123456789@.com") + ["é", "ß", "ǅ", "😀", "中", "\u3000", "\ufffd"]
 
@@ -71,6 +73,60 @@ def test_occurrence_last_is_finditer_last(tier):
     assert_batch_equals_re(rx, texts, bm, last=True)
     with pytest.raises(ValueError, match="empty string"):
         fre.compile("a*").search_batch(["a"], occurrence="last")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_byte_offsets_of_str_items(tier):
+    """Str items are searched in code points; their UTF-8 byte offsets (computed on first use)
+    count "surrogatepass" bytes, 3 for a lone surrogate."""
+    rx = fre.compile(r"(\S+) (\w*)(x)?")
+    texts = ["é😀 ab", "\udc80z 中q", "  ", "abc d", "\ud800\udfff 7x"] + random_texts(20, seed=5)
+    bm = rx.search_batch(texts, backend=tier)
+    for i, text in enumerate(texts):
+        m = re.search(rx.pattern, text)
+        for g in range(rx.groups + 1):
+            want = [-1 if v < 0 else len(text[:v].encode("utf-8", "surrogatepass"))
+                    for v in (m.span(g) if m else (-1, -1))]
+            assert [int(bm.byte_starts[i, g]), int(bm.byte_ends[i, g])] == want, (text, g)
+
+
+LONE_SURROGATE_PATTERNS = [r"[^a]", r"\S", r"\D", r"\W", r"[\ud800-\udfff]", r"(?i)[^k]+",
+                           r"x(.)y", r"\udc80", r"[^\w\s]+", r"(\W)(\S)\b"]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_lone_surrogates_match_like_re(tier):
+    texts = ["x\udc80y", "\ud800", "a\udfffb\udc80", "\udbff\udc00", "ab", "\ud83d😀x"]
+    for pattern in LONE_SURROGATE_PATTERNS:
+        rx = fre.compile(pattern)
+        assert_batch_equals_re(rx, texts, rx.search_batch(texts, backend=tier))
+        if tier == "cpu":  # the GPU's text path: the str packed as "surrogatepass" UTF-8 bytes
+            raw = run(rx.program.code, rx.n_slots, make_items(texts), backend="cpu", text_as_bytes=True)
+            for i, t in enumerate(texts):
+                m = re.search(pattern, t)
+                assert bool(raw.found[i]) == (m is not None), (pattern, t)
+                if m is not None:
+                    assert raw.cp_slots[i].tolist() == [x for g in range(rx.groups + 1) for x in m.span(g)]
+
+
+def test_regex_package_does_not_import_grading():
+    """The import graph points one way (grading -> regex): nothing under fastpass/regex imports
+    fastpass.grading, and importing fastpass.regex alone loads no grading module."""
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    pkg = pathlib.Path(fre.__file__).parent
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "fastpass.grading" or n.startswith("fastpass.screen") for n in names), path
+    out = subprocess.run([sys.executable, "-c", "import sys, fastpass.regex as r; r.compile('a(b)')"
+                          ".search_batch(['ab'], backend='reference'); print('fastpass.grading' in sys.modules)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_batch_input_errors():
@@ -246,6 +302,19 @@ def test_gpu_streaming_equals_cpu(pattern, flags):
     assert f_cpu == f_gpu
     assert torch.equal(s_gpu.matched().cpu(), s_cpu.matched())
     assert all(torch.equal(a.cpu(), b) for a, b in zip(s_gpu.spans(), s_cpu.spans()))
+
+
+@pytest.mark.gpu
+def test_gpu_lone_surrogates_and_empty_repeats_equal_cpu():
+    texts = ["x\udc80y", "\ud800", "a\udfffb\udc80", "ab", "aab", ", ,x", "-12"] + random_texts(100, seed=8)
+    for pattern in LONE_SURROGATE_PATTERNS + [r"(a?)*", r"(|a){0,2}(b)", r"(?:(a)|b|())*", r"(,\s*)*",
+                                              r"(-?\d*)?", r"((?:a|)*)*b"]:
+        rx = fre.compile(pattern)
+        cpu = rx.search_batch(texts, backend="cpu")
+        gpu = rx.search_batch(texts, device="cuda", backend="cuda")
+        assert torch.equal(gpu.found.cpu(), cpu.found), pattern
+        assert torch.equal(gpu.starts.cpu(), cpu.starts) and torch.equal(gpu.ends.cpu(), cpu.ends), pattern
+        assert torch.equal(gpu.byte_ends.cpu(), cpu.byte_ends), pattern
 
 
 @pytest.mark.gpu

@@ -79,17 +79,31 @@ class Match:
 
 class BatchMatch:
     """Results of ``search_batch``: found bool[B]; starts/ends int64[B, G+1] (code points, -1
-    where a group did not take part); byte_starts/byte_ends into each item's UTF-8 bytes."""
+    where a group did not take part); byte_starts/byte_ends into each item's UTF-8 bytes (for
+    str items computed on first use: most callers never need them)."""
 
-    def __init__(self, regex: "Regex", items, raw):
+    def __init__(self, regex: "Regex", items, raw, byte_slots=None):
         self.re = regex
         self._items = items
         self.found = raw.found
         self.starts = raw.cp_slots[:, 0::2]
         self.ends = raw.cp_slots[:, 1::2]
-        self.byte_starts = raw.byte_slots[:, 0::2]
-        self.byte_ends = raw.byte_slots[:, 1::2]
+        self._byte_slots = raw.byte_slots if raw.byte_slots.shape[0] == self.found.shape[0] else None
+        self._byte_fn = byte_slots
         self._host = None
+
+    def _bytes(self):
+        if self._byte_slots is None:
+            self._byte_slots = self._byte_fn()
+        return self._byte_slots
+
+    @property
+    def byte_starts(self):
+        return self._bytes()[:, 0::2]
+
+    @property
+    def byte_ends(self):
+        return self._bytes()[:, 1::2]
 
     def __len__(self) -> int:
         return self.found.shape[0]
@@ -137,7 +151,8 @@ class Regex:
         """Like ``re.search``: a Match or None."""
         if not isinstance(string, str):
             raise TypeError(f"search takes a str, not {type(string).__name__}")
-        raw = run(self.program.code, self.n_slots, make_items([string]), backend=backend)
+        raw = run(self.program.code, self.n_slots, make_items([string]), backend=backend,
+                  offsets=("cp",))
         if not bool(raw.found[0]):
             return None
         return Match(self, string, raw.cp_slots[0].tolist())
@@ -150,9 +165,15 @@ class Regex:
         it = make_items(items, token_bytes, lengths)
         if device is not None:
             it = _to_device(it, torch.device(device))
-        raw = run(self.program.code, self.n_slots, it, occurrence_last=_last(self, occurrence),
-                  backend=backend)
-        return BatchMatch(self, it, raw)
+        last = _last(self, occurrence)
+        # Token items are searched in bytes: code point offsets cost a walk the byte offsets come
+        # with. Str items are searched in code points; their byte offsets wait until asked for.
+        offsets = ("cp",) if it.texts is not None else ("cp", "byte")
+        raw = run(self.program.code, self.n_slots, it, occurrence_last=last, backend=backend,
+                  offsets=offsets)
+        return BatchMatch(self, it, raw, lambda: run(
+            self.program.code, self.n_slots, it, occurrence_last=last, backend=backend,
+            offsets=("byte",)).byte_slots)
 
     def streamer(self, batch_size: int, token_bytes: TokenBytes, device=None, backend=None) -> Streamer:
         return Streamer(self, batch_size, token_bytes, device, backend)
@@ -168,8 +189,6 @@ def _last(regex: Regex, occurrence: str) -> bool:
 
 
 def _to_device(items, device):
-    from fastpass.regex.batch import Items
-
     if items.texts is not None:
         return Items(texts=items.texts, text_device=device)
     return Items(ids=items.ids.to(device), lengths=items.lengths.to(device),

@@ -4,7 +4,7 @@ Python's own parser (``re._parser``, ``sre_parse`` before 3.11) reads the patter
 accepts and rejects exactly the syntax ``re`` does. The parse tree is compiled to a small
 program of priority-ordered instructions over code points; the sets of code points that a
 class, a literal under IGNORECASE or ``\\w`` accepts are taken from ``re`` itself (see
-``_codepoint_ranges``), so case folding and Unicode categories cannot drift from Python's.
+``_charset.py``), so case folding and Unicode categories cannot drift from Python's.
 
 Program layout (int32, shared by the Python reference VM and the C++/CUDA core):
   header [HEADER]: magic, n_instr, n_slots, lookahead, n_pool, flags, instr_off, pool_off,
@@ -16,7 +16,6 @@ Program layout (int32, shared by the Python reference VM and the C++/CUDA core):
 """
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -29,9 +28,10 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_constants as _c  # type: ignore[no-redef]
     import sre_parse as _p  # type: ignore[no-redef]
 
+from fastpass.regex._charset import codepoint_ranges, esc, set_text
+from fastpass.regex._errors import UnsupportedPattern
 
-class UnsupportedPattern(ValueError):
-    """The pattern is valid Python syntax but uses a construct fastpass does not run."""
+__all__ = ["UnsupportedPattern", "Program", "compile_program", "parse"]
 
 
 # Opcodes (mirrored in csrc/include/fastpass/regex_vm.h).
@@ -59,59 +59,6 @@ _UNSUPPORTED = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def _universe() -> str:
-    # Every code point UTF-8 can carry (no surrogates), in order: a run of consecutive matches
-    # in this string is a range of code points.
-    return "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
-
-
-def _index_to_cp(i: int) -> int:
-    return i if i < 0xD800 else i + 0x800
-
-
-@functools.lru_cache(maxsize=4096)
-def _codepoint_ranges(element: str, flags: int) -> tuple[tuple[int, int], ...]:
-    """Ranges of code points that the one-character pattern ``element`` matches under ``flags``,
-    asked of ``re`` itself so IGNORECASE folding and Unicode classes are exactly Python's."""
-    rx = re.compile(f"(?:{element})+", flags)
-    out = []
-    for m in rx.finditer(_universe()):
-        lo, hi = _index_to_cp(m.start()), _index_to_cp(m.end() - 1)
-        if lo < 0xD800 <= hi:  # a run across the surrogate gap is two ranges in cp space
-            out += [(lo, 0xD7FF), (0xE000, hi)]
-        else:
-            out.append((lo, hi))
-    return tuple(out)
-
-
-def _esc(cp: int) -> str:
-    return f"\\U{cp:08x}"
-
-
-_CAT_TEXT = {"CATEGORY_DIGIT": r"\d", "CATEGORY_NOT_DIGIT": r"\D", "CATEGORY_SPACE": r"\s",
-             "CATEGORY_NOT_SPACE": r"\S", "CATEGORY_WORD": r"\w", "CATEGORY_NOT_WORD": r"\W"}
-
-
-def _set_text(items) -> str:
-    parts = []
-    for op, av in items:
-        name = str(op)
-        if name == "NEGATE":
-            parts.insert(0, "^")
-        elif name == "LITERAL":
-            parts.append(_esc(av))
-        elif name == "RANGE":
-            parts.append(f"{_esc(av[0])}-{_esc(av[1])}")
-        elif name == "CATEGORY":
-            if str(av) not in _CAT_TEXT:
-                raise UnsupportedPattern(f"character category {av} is not supported")
-            parts.append(_CAT_TEXT[str(av)])
-        else:
-            raise UnsupportedPattern(f"set item {name} is not supported")
-    return "[" + "".join(parts) + "]"
-
-
 @dataclass
 class Program:
     code: np.ndarray            # int32 flat program (header + instr + pool)
@@ -123,6 +70,23 @@ class Program:
 
 
 class _Compiler:
+    """Parse tree -> instructions.
+
+    Repeats whose body can match the empty string follow sre (Modules/_sre/sre_lib.h,
+    MAX_UNTIL / MIN_UNTIL): the first ``min`` iterations run unchecked; after that, an
+    iteration that started at the current position and comes back without consuming anything
+    ends the loop (its captures are kept) and only the tail may follow. Whether "nothing was
+    consumed since this iteration began" is part of the state, so such a body is compiled
+    twice: an N copy (ordinary) and an E copy, used while the iteration has consumed nothing.
+    The E copy holds only the body's zero-width instructions; each of its consuming
+    instructions is a jump to the same instruction in the N copy (from there on the iteration is
+    not empty), and its end leaves the loop. Both copies are plain Pike VM code, so every tier
+    runs them unchanged and the search stays linear in the text.
+
+    Emission functions take ``shape``: None emits N code and returns the shape (the address of
+    every consuming instruction emitted, nested like the parse tree); a shape emits the E copy
+    of the same subtree, jumping to those addresses."""
+
     def __init__(self):
         self.instr: list[list[int]] = []
         self.pool: list[tuple[int, int]] = []
@@ -133,9 +97,13 @@ class _Compiler:
         self.instr.append([op, a, b, c])
         if len(self.instr) > MAX_INSTR:
             raise UnsupportedPattern(
-                f"pattern compiles to more than {MAX_INSTR} instructions (large counted "
-                "repetition of a large group): use a smaller {m,n}")
+                f"pattern compiles to more than {MAX_INSTR} instructions (a large counted "
+                "repetition {m,n} of a large group, or deeply nested repeats of groups that can "
+                "match the empty string): use a smaller {m,n} or fewer nested repeats")
         return len(self.instr) - 1
+
+    def here(self) -> int:
+        return len(self.instr)
 
     def ranges(self, rngs) -> tuple[int, int]:
         rngs = tuple(rngs)
@@ -144,19 +112,30 @@ class _Compiler:
             self.pool.extend(rngs)
         return self.pool_index[rngs]
 
-    def consume_set(self, element: str, flags: int) -> None:
-        off, n = self.ranges(_codepoint_ranges(element, flags & (_I | _A | _S)))
-        self.emit(SET, off, n)
+    def consume(self, shape, op, a=0, b=0) -> int:
+        if shape is not None:  # E copy: continue in the N copy, which consumes
+            self.emit(JMP, shape)
+            return shape
+        return self.emit(op, a, b)
+
+    def consume_set(self, element: str, flags: int, shape) -> int:
+        off, n = self.ranges(codepoint_ranges(element, flags & (_I | _A | _S)))
+        return self.consume(shape, SET, off, n)
 
     def word_class(self, flags: int) -> tuple[int, int]:
-        return self.ranges(_codepoint_ranges(r"\w", flags & _A))
+        return self.ranges(codepoint_ranges(r"\w", flags & _A))
 
     # -- tree walk ---------------------------------------------------------------------
-    def seq(self, items, flags: int) -> None:
-        for op, av in items:
-            self.node(str(op), av, flags)
+    def seq(self, items, flags: int, shape=None):
+        if shape is None:
+            return [self.node(str(op), av, flags) for op, av in items]
+        for (op, av), sh in zip(items, shape):
+            self.node(str(op), av, flags, sh)
+            if not _nullable([(op, av)]):
+                break  # the E copy ends at the first item that must consume
+        return shape
 
-    def node(self, name: str, av, flags: int) -> None:
+    def node(self, name: str, av, flags: int, shape=None):
         if name in _UNSUPPORTED:
             raise UnsupportedPattern(f"{_UNSUPPORTED[name]} is not supported by fastpass.regex")
         if name in ("ASSERT", "ASSERT_NOT"):
@@ -167,72 +146,109 @@ class _Compiler:
                                      "supported by fastpass.regex")
         if name == "LITERAL":
             if flags & _I:
-                self.consume_set(_esc(av), flags)
-            else:
-                self.emit(CHAR, av)
-        elif name == "NOT_LITERAL":
-            self.consume_set(f"[^{_esc(av)}]", flags)
-        elif name == "ANY":
-            self.emit(ANY if flags & _S else ANYNL)
-        elif name == "IN":
-            self.consume_set(_set_text(av), flags)
-        elif name == "BRANCH":
-            self.branch(av[1], flags)
-        elif name == "SUBPATTERN":
+                return self.consume_set(esc(av), flags, shape)
+            return self.consume(shape, CHAR, av)
+        if name == "NOT_LITERAL":
+            return self.consume_set(f"[^{esc(av)}]", flags, shape)
+        if name == "ANY":
+            return self.consume(shape, ANY if flags & _S else ANYNL)
+        if name == "IN":
+            return self.consume_set(set_text(av), flags, shape)
+        if name == "BRANCH":
+            return self.branch(av[1], flags, shape)
+        if name == "SUBPATTERN":
             group, add, remove, sub = av
             inner = (flags | add) & ~remove
             if group is not None:
                 self.emit(SAVE, 2 * group)
-            self.seq(sub, inner)
+            out = self.seq(sub, inner, shape)
             if group is not None:
                 self.emit(SAVE, 2 * group + 1)
-        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
-            self.repeat(av, flags, greedy=name == "MAX_REPEAT")
-        elif name == "AT":
-            self.at(str(av), flags)
-        else:
-            raise UnsupportedPattern(f"regex construct {name} is not supported by fastpass.regex")
+            return out
+        if name in ("MAX_REPEAT", "MIN_REPEAT"):
+            return self.repeat(av, flags, name == "MAX_REPEAT", shape)
+        if name == "AT":
+            return self.at(str(av), flags)
+        raise UnsupportedPattern(f"regex construct {name} is not supported by fastpass.regex")
 
-    def branch(self, alts, flags: int) -> None:
-        jumps = []
+    def branch(self, alts, flags: int, shape=None):
+        jumps, shapes = [], []
         for i, alt in enumerate(alts):
+            sh = None if shape is None else shape[i]
             if i < len(alts) - 1:
-                split = self.emit(SPLIT)
-                self.instr[split][1] = len(self.instr)
-                self.seq(alt, flags)
+                split = self.emit(SPLIT, self.here() + 1)
+                shapes.append(self.seq(alt, flags, sh))
                 jumps.append(self.emit(JMP))
-                self.instr[split][2] = len(self.instr)
+                self.instr[split][2] = self.here()
             else:
-                self.seq(alt, flags)
+                shapes.append(self.seq(alt, flags, sh))
         for j in jumps:
-            self.instr[j][1] = len(self.instr)
+            self.instr[j][1] = self.here()
+        return shapes
 
-    def repeat(self, av, flags: int, greedy: bool) -> None:
+    def repeat(self, av, flags: int, greedy: bool, shape=None):
         lo, hi, sub = av
         unbounded = hi == _c.MAXREPEAT
-        if (unbounded or hi > lo) and _nullable(sub):
-            # sre stops a loop after an iteration that matched nothing but keeps that
-            # iteration's captures; a Pike VM cannot reproduce that without per-thread
-            # iteration state, so refuse rather than answer differently.
-            raise UnsupportedPattern(
-                "a repeated group that can match the empty string (like (a*)* or (a|)+) is "
-                "not supported by fastpass.regex: make the repeated part consume a character")
-        for _ in range(lo):
-            self.seq(sub, flags)
+        optional = 1 if unbounded else hi - lo  # loop bodies (unbounded) / optional copies
+        nullable = _nullable(sub)
+        if shape is not None:
+            return self._repeat_empty_so_far(lo, optional, sub, flags, greedy, nullable, shape)
+        shapes = [self.seq(sub, flags) for _ in range(lo)]  # sre checks no minimum iteration
         if unbounded:
-            loop = self.emit(SPLIT)
-            body = len(self.instr)
-            self.seq(sub, flags)
-            self.emit(JMP, loop)
-            self._split_to(loop, body, len(self.instr), greedy)
-        else:
-            splits = []
-            for _ in range(hi - lo):
-                s = self.emit(SPLIT)
-                splits.append((s, len(self.instr)))
-                self.seq(sub, flags)
-            for s, body in splits:
-                self._split_to(s, body, len(self.instr), greedy)
+            head = self.emit(SPLIT)
+            if nullable:
+                shapes.append(self.seq(sub, flags))  # N copy: entered from the E copy only
+                self.emit(JMP, head)
+                body = self.here()
+                self.seq(sub, flags, shapes[-1])
+                leave = self.emit(JMP)
+            else:  # every iteration consumes: the plain loop is sre's
+                body = self.here()
+                shapes.append(self.seq(sub, flags))
+                self.emit(JMP, head)
+                leave = None
+            self._split_to(head, body, self.here(), greedy)
+            if leave is not None:
+                self.instr[leave][1] = self.here()
+            return shapes
+        splits, to_next, leaves = [], [], []
+        for k in range(optional):
+            split = self.emit(SPLIT)
+            if nullable and k < optional - 1:  # (the last copy ends the loop either way)
+                shapes.append(self.seq(sub, flags))
+                to_next.append(self.emit(JMP))
+                body = self.here()
+                self.seq(sub, flags, shapes[-1])
+                leaves.append(self.emit(JMP))
+            else:
+                body = self.here()
+                shapes.append(self.seq(sub, flags))
+            splits.append((split, body))
+        exit_ = self.here()
+        for (split, body) in splits:
+            self._split_to(split, body, exit_, greedy)
+        for k, j in enumerate(to_next):
+            self.instr[j][1] = splits[k + 1][0]
+        for j in leaves:
+            self.instr[j][1] = exit_
+        return shapes
+
+    def _repeat_empty_so_far(self, lo, optional, sub, flags, greedy, nullable, shape):
+        """E copy of a repeat: entered at the position where the enclosing empty iteration
+        began, so its own first optional iteration starts there too and, if it consumes
+        nothing, ends the loop; later optional iterations are reached only through the N copy."""
+        for i in range(lo):
+            self.seq(sub, flags, shape[i])
+            if not nullable:
+                return shape
+        if optional > 0:
+            split = self.emit(SPLIT)
+            body = self.here()
+            self.seq(sub, flags, shape[lo])
+            leave = self.emit(JMP)
+            self._split_to(split, body, self.here(), greedy)
+            self.instr[leave][1] = self.here()
+        return shape
 
     def _split_to(self, at: int, body: int, exit_: int, greedy: bool) -> None:
         self.instr[at][1:3] = [body, exit_] if greedy else [exit_, body]
@@ -252,6 +268,7 @@ class _Compiler:
         off, n = self.word_class(flags) if kind in (A_BOUNDARY, A_NOT_BOUNDARY) else (0, 0)
         self.emit(ASSERT, kind, off, n)
         self.lookahead = max(self.lookahead, LOOKAHEAD_NEED[kind])
+        return None
 
 
 def _literals(tree, flags: int):

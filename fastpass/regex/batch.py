@@ -13,9 +13,9 @@ import torch
 
 from fastpass import _backend
 from fastpass.regex._pikevm import compile_reference, search_codepoints
+from fastpass.regex.normalize import NORMALIZE_CODES, compare_key
 from fastpass.regex.tokens import TokenBytes
 
-NORMALIZE_CODES = {"exact": 0, "strip": 1, "numeric": 2, "boxed": 3}
 MAX_NATIVE_SLOTS = 64  # run_item keeps the best match in a fixed local array
 
 
@@ -71,10 +71,12 @@ def make_items(items, token_bytes=None, lengths=None) -> Items:
     return Items(texts=items if type(items) is list else list(items))  # str-checked by run()
 
 
-def check_texts(texts: list) -> None:
+def check_texts(texts: list, what: str = "items") -> None:
     if not set(map(type, texts)) <= {str}:
         bad = next(t for t in texts if not isinstance(t, str))
-        raise TypeError(f"items must be str or a token-id tensor, got {type(bad).__name__}")
+        if what == "items":
+            raise TypeError(f"items must be str or a token-id tensor, got {type(bad).__name__}")
+        raise TypeError(f"{what} must be str, got {type(bad).__name__}")
 
 
 @dataclass
@@ -105,15 +107,28 @@ def _pack_texts(texts, device):
 
 def run(code: np.ndarray, n_slots: int, items: Items, occurrence_last=False, grade=None,
         backend=None, offsets=("cp", "byte"), text_as_bytes=False) -> RawResult:
-    """grade: None or (group, normalize name, gold keys list[str]); offsets: which offset
-    kinds to return (grading alone needs none); text_as_bytes: give the CPU tier UTF-8 bytes
-    instead of the str objects (the GPU's text path, testable on CPU)."""
+    """grade: None or (group, normalize name, gold keys, to_str): the keys are str, or to_str
+    (list -> list[str], raising a one-line error for a gold it cannot take) makes them so; the
+    C++ tier reads str keys in place and calls to_str only when one is not a str. offsets:
+    which offset kinds to return (grading alone needs none); text_as_bytes: give the CPU tier
+    UTF-8 bytes instead of the str objects (the GPU's text path, testable on CPU)."""
     tier = choose_tier(items, n_slots, backend)
     if items.texts is not None and (tier != "cpu" or text_as_bytes):
         check_texts(items.texts)  # the C++ tier checks each str as it reads it in place
+    if grade is not None and (tier != "cpu" or text_as_bytes):
+        grade = _keys_as_str(grade)  # these tiers read every key in Python anyway
     if tier == "reference":
         return _run_reference(code, n_slots, items, occurrence_last, grade)
     return _run_native(tier, code, n_slots, items, occurrence_last, grade, offsets, text_as_bytes)
+
+
+def _keys_as_str(grade):
+    group, norm, keys, *fix = grade
+    if fix and fix[0] is not None:
+        keys = fix[0](keys)
+    else:
+        check_texts(keys, "gold keys")
+    return group, norm, keys, None
 
 
 def _threads() -> int:
@@ -158,7 +173,7 @@ def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offse
                     vocab=tb.vocab_size)
     grade_t = None
     if grade is not None:
-        group, norm, golds = grade
+        group, norm, golds, *_ = grade
         grade_t = torch.zeros(B, dtype=torch.int8, device=dev)
         args.update(grade=grade_t.data_ptr(), grade_group=group, grade_norm=NORMALIZE_CODES[norm])
         if tier == "cpu" and not text_as_bytes:
@@ -173,15 +188,14 @@ def _run_native(tier, code, n_slots, items: Items, occurrence_last, grade, offse
         keep.append(scratch)
         args.update(scratch=scratch.data_ptr(), scratch_words=words)
         C.regex_batch_cuda(args, int(code.size), torch.cuda.current_stream(dev).cuda_stream)
-    else:
-        C.regex_batch_cpu(args, str_items, str_golds, _threads())
+    elif not C.regex_batch_cpu(args, str_items, str_golds, _threads()):  # a gold is not a str
+        return _run_native(tier, code, n_slots, items, occurrence_last, _keys_as_str(grade),
+                           offsets, text_as_bytes)
     del keep
     return RawResult(found.bool(), cp_slots, byte_slots, grade_t)
 
 
 def _run_reference(code, n_slots, items: Items, occurrence_last, grade) -> RawResult:
-    from fastpass.grading import grade_text  # host normalisers (reference semantics)
-
     prog = compile_reference(code)
     B = items.batch
     found = np.zeros(B, dtype=bool)
@@ -202,9 +216,9 @@ def _run_reference(code, n_slots, items: Items, occurrence_last, grade) -> RawRe
         cp_slots[i] = last
         byte_slots[i] = [-1 if v < 0 else len(text[:v].encode("utf-8", "surrogatepass")) for v in last]
         if grade is not None:
-            group, norm, golds = grade
+            group, norm, golds, _ = grade
             s, e = last[2 * group], last[2 * group + 1]
-            grades[i] = 0 if s < 0 else int(grade_text(text[s:e], golds[i], norm, gold_is_key=True))
+            grades[i] = 0 if s < 0 else int(compare_key(text[s:e], golds[i], norm))
     dev = items.device
     return RawResult(torch.from_numpy(found).to(dev), torch.from_numpy(cp_slots).to(dev),
                      torch.from_numpy(byte_slots).to(dev),

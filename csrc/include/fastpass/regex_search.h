@@ -14,16 +14,20 @@
 namespace fastpass {
 namespace rx {
 
+constexpr int32_t kMaxConvertSlots = 64;  // = kMaxSlots of regex_grade.h
+
 // First unit equal to x in hay[from, n), or n (memchr for bytes on the host; defined below).
 template <class T>
 FASTPASS_HD int32_t find_unit(const T* hay, int32_t n, int32_t from, T x);
 
 // ---- sources for batch search ------------------------------------------------------------------
 // A source yields units: UTF-8 bytes (kCodepoints = false: decoded here with Python's
-// errors="replace") or code points (kCodepoints = true: a Python str read in place).
+// errors="replace", or "surrogatepass" for kSurrogates: the bytes of a str packed by the host,
+// lone surrogates included) or code points (kCodepoints = true: a Python str read in place).
 // Offsets are in units; seek() may go backwards.
-struct FlatSrc {  // one item's UTF-8 bytes
+struct FlatSrc {  // one item's UTF-8 bytes (a str encoded with "surrogatepass")
   static constexpr bool kCodepoints = false;
+  static constexpr bool kSurrogates = true;
   const uint8_t* p;
   int32_t n, i;
   FASTPASS_HD void seek(int32_t off) { i = off; }
@@ -159,6 +163,7 @@ FASTPASS_HD FASTPASS_INLINE int32_t FlatSrc::find(const int32_t* lit, int32_t m,
 
 struct TokenSrc {  // one row of token ids, bytes from a token -> bytes table
   static constexpr bool kCodepoints = false;
+  static constexpr bool kSurrogates = false;  // a tokenizer's bytes decode like bytes.decode("utf-8", "replace")
   const int64_t* ids;
   int32_t n_ids;
   const uint8_t* data;
@@ -198,6 +203,7 @@ struct TokenSrc {  // one row of token ids, bytes from a token -> bytes table
 
 struct CpSrc {  // a Python str in place: 1, 2 or 4 bytes per code point (host only)
   static constexpr bool kCodepoints = true;
+  static constexpr bool kSurrogates = true;
   const void* p;
   int32_t kind, n, i;
   FASTPASS_HD uint32_t at(int32_t k) const {
@@ -252,7 +258,7 @@ FASTPASS_HD FASTPASS_INLINE int feed(const Src& src, Utf8& d, int32_t* out) {
     out[0] = (int32_t)src.get(); out[1] = src.offset(); out[2] = src.offset() + 1;
     return 1;
   } else {
-    return utf8_feed(d, src.get(), src.offset(), out);
+    return utf8_feed(d, src.get(), src.offset(), out, Src::kSurrogates);
   }
 }
 
@@ -493,32 +499,47 @@ FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, i
   return vm_matched(st);
 }
 
-// Source offsets -> code point offsets (bytes) or UTF-8 byte offsets (code points).
+// Source offsets -> code point offsets (bytes) or UTF-8 byte offsets (code points): one walk
+// up to the largest slot, each slot resolved when the walk reaches it (slots sorted first).
 template <class Src>
 FASTPASS_HD void convert_offsets(Src& src, const int32_t* slots, int32_t n, int64_t* out,
                                  bool to_bytes) {
-  int32_t hi = -1;
+  (void)to_bytes;  // implied by the source: code points convert to bytes, bytes to code points
+  int32_t order[kMaxConvertSlots];
+  int32_t m = 0;
   for (int32_t k = 0; k < n; ++k) {
     out[k] = slots[k] < 0 ? -1 : 0;
-    if (slots[k] > hi) hi = slots[k];
+    if (slots[k] <= 0) continue;
+    int32_t j = m++;  // insertion sort: few slots
+    while (j > 0 && slots[order[j - 1]] > slots[k]) { order[j] = order[j - 1]; --j; }
+    order[j] = k;
   }
-  if (hi <= 0) return;
-  src.seek(0);
-  Utf8 d;
-  int32_t buf[6];
-  while (src.has() && src.offset() < hi) {
-    const int c = feed(src, d, buf);
-    for (int i = 0; i < c; ++i) {
-      const int32_t cp = buf[3 * i];
-      const int32_t w = to_bytes ? (cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4) : 1;
-      for (int32_t k = 0; k < n; ++k)
-        if (slots[k] > buf[3 * i + 1]) out[k] += w;
+  if (m == 0) return;
+  int32_t next = 0;
+  int64_t acc = 0;
+  // Every slot at or before `start` counts the code points before it: resolve those.
+  auto reach = [&](int32_t start) {
+    while (next < m && slots[order[next]] <= start) out[order[next++]] = acc;
+  };
+  const int32_t hi = slots[order[m - 1]];
+  if constexpr (Src::kCodepoints) {
+    for (int32_t i = 0; i < hi && next < m; ++i) {  // code points -> bytes
+      reach(i);
+      const uint32_t cp = src.at(i);
+      acc += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
     }
-    src.advance();
+  } else {
+    src.seek(0);
+    Utf8 d;
+    int32_t buf[6];
+    while (src.has() && src.offset() < hi && next < m) {
+      const int c = feed(src, d, buf);
+      for (int i = 0; i < c; ++i) { reach(buf[3 * i + 1]); acc += 1; }
+      src.advance();
+    }
+    if (next < m && flush<Src>(d, src.offset(), buf)) { reach(buf[1]); acc += 1; }
   }
-  if (flush<Src>(d, src.offset(), buf))
-    for (int32_t k = 0; k < n; ++k)
-      if (slots[k] > buf[1]) out[k] += 1;
+  while (next < m) out[order[next++]] = acc;
 }
 
 }  // namespace rx

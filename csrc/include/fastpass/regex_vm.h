@@ -72,7 +72,10 @@ struct Utf8 {
 };
 
 // Feeds byte b at offset off; writes up to two decoded (cp, start, end) triples; returns count.
-FASTPASS_HD FASTPASS_INLINE int utf8_feed(Utf8& d, uint32_t b, int32_t off, int32_t* out) {
+// surrogates: decode ED A0..BF xx as the lone surrogates U+D800..U+DFFF (Python's
+// "surrogatepass", how a str holding them is packed to bytes) instead of ill-formed bytes.
+FASTPASS_HD FASTPASS_INLINE int utf8_feed(Utf8& d, uint32_t b, int32_t off, int32_t* out,
+                                          bool surrogates = false) {
   int n = 0;
   if (d.need) {
     if (b >= (uint32_t)d.lo && b <= (uint32_t)d.hi) {
@@ -92,7 +95,7 @@ FASTPASS_HD FASTPASS_INLINE int utf8_feed(Utf8& d, uint32_t b, int32_t off, int3
   if (b >= 0xC2 && b <= 0xDF) { d.need = 1; d.cp = b & 0x1F; d.lo = 0x80; d.hi = 0xBF; return n; }
   if (b >= 0xE0 && b <= 0xEF) {
     d.need = 2; d.cp = b & 0x0F;
-    d.lo = b == 0xE0 ? 0xA0 : 0x80; d.hi = b == 0xED ? 0x9F : 0xBF;
+    d.lo = b == 0xE0 ? 0xA0 : 0x80; d.hi = (b == 0xED && !surrogates) ? 0x9F : 0xBF;
     return n;
   }
   if (b >= 0xF0 && b <= 0xF4) {
