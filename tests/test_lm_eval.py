@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,9 +62,9 @@ def _count_prefills(monkeypatch):
     seen = []
     original = ModelAdapter._prefill_group
 
-    def counting(self, store, prompts, ids):
+    def counting(self, store, prompts, ids, *rest):
         seen.extend(len(prompts[i]) for i in ids)
-        return original(self, store, prompts, ids)
+        return original(self, store, prompts, ids, *rest)
 
     monkeypatch.setattr(ModelAdapter, "_prefill_group", counting)
     return seen
@@ -92,8 +93,9 @@ def test_generate_until_equals_direct_sampler_and_ignores_batch_composition(lm, 
     import fastpass as fp
 
     key = adapter._kwargs_key(GEN)
+    # the task leaves top_k out: hf (and so the adapter) takes HF generate's default, 50
     batch = fp.Sampler(lm.model, lm.tokenizer, backend="reference").sample(
-        [lm.tok_encode(ctx_a)], n=3, max_new_tokens=6, temperature=1.0, seed=lm.seed,
+        [lm.tok_encode(ctx_a)], n=3, max_new_tokens=6, temperature=1.0, top_k=50, seed=lm._sampling_seed(),
         stream_ids=[adapter.stream_id(ctx_a, key)])
     direct = [lm.tokenizer.decode(t, skip_special_tokens=True).split("\n")[0] for t in batch.tokens[0]]
     assert both[:3] == direct
@@ -114,12 +116,18 @@ def test_stop_strings_end_samples_early_without_changing_texts(lm):
     kw = {"until": [" "], "do_sample": True, "temperature": 1.0, "max_gen_toks": 12}
     reqs = _gen_requests([("Question: what is 1 plus 2?\nAnswer:", kw, 6)])
     batches = []
-    sample = lm.sampler.sample
-    lm.sampler.sample = lambda *a, **k: batches.append(sample(*a, **k)) or batches[-1]
+    stream = lm.sampler.stream
+
+    def spy(*a, **k):
+        for i, batch in stream(*a, **k):
+            batches.append(batch)
+            yield i, batch
+
+    lm.sampler.stream = spy
     try:
         with_stop = lm.generate_until(reqs)
     finally:
-        del lm.sampler.sample
+        del lm.sampler.stream
     assert with_stop == no_stop.generate_until(reqs)
     assert all(" " not in t for t in with_stop)
     if lm._stop([" "]) is not None:  # the regex streamer is available in this build: it must have fired
@@ -180,12 +188,22 @@ def test_parse_gen_kwargs_follows_lm_eval_semantics():
     p = adapter.parse_gen_kwargs({"until": "\n\n", "max_new_tokens": 7}, 256)
     assert p["until"] == ["\n\n"] and p["max_new_tokens"] == 7 and p["temperature"] == 0.0
     assert adapter.parse_gen_kwargs({"do_sample": False, "temperature": 0.8}, 9)["temperature"] == 0.0
+    # settings the task leaves out are HF generate's defaults (top_k 50), as lm-eval's hf model samples
     assert adapter.parse_gen_kwargs({"do_sample": True}, 9) == {"until": [], "max_new_tokens": 9,
-                                                                "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                                                                "min_p": 0.0}
-    assert adapter.parse_gen_kwargs({"temperature": 0.6, "top_p": 0.95, "num_beams": 1}, 9)["top_p"] == 0.95
-    with pytest.raises(ValueError, match="repetition_penalty"):
-        adapter.parse_gen_kwargs({"repetition_penalty": 1.3}, 9)
+                                                                "temperature": 1.0, "top_k": 50, "top_p": 1.0,
+                                                                "min_p": 0.0, "repetition_penalty": 1.0}
+    p = adapter.parse_gen_kwargs({"temperature": 0.6, "top_p": 0.95, "num_beams": 1}, 9)
+    assert p["top_p"] == 0.95 and p["temperature"] == 0.6  # a positive temperature samples (lm-eval's rule)
+    # the model's generation config comes before HF's defaults; the task before both
+    model_cfg = {"top_k": 20, "top_p": 0.9, "temperature": 0.7, "repetition_penalty": 1.1}
+    p = adapter.parse_gen_kwargs({"do_sample": True, "top_k": 5}, 9, model_cfg)
+    assert (p["top_k"], p["top_p"], p["temperature"], p["repetition_penalty"]) == (5, 0.9, 0.7, 1.1)
+    greedy = adapter.parse_gen_kwargs({"repetition_penalty": 1.3}, 9, model_cfg)
+    assert greedy["temperature"] == 0.0 and greedy["top_k"] == 0 and greedy["repetition_penalty"] == 1.3
+    with pytest.raises(ValueError, match="num_beams=4 is not supported"):
+        adapter.parse_gen_kwargs({"num_beams": 4}, 9)
+    with pytest.raises(ValueError, match="needs temperature > 0"):
+        adapter.parse_gen_kwargs({"do_sample": True, "temperature": 0.0}, 9)
     with pytest.raises(ValueError, match="'best_of'"):
         adapter.parse_gen_kwargs({"best_of": 3}, 9)
 
@@ -275,3 +293,147 @@ def test_gpu_adapter_matches_direct_forward_and_hf_greedy(model_dir, monkeypatch
     gpu.model.generation_config.pad_token_id = gpu.tokenizer.pad_token_id
     hf = gpu.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=8)
     assert out[:3] == [gpu.tokenizer.decode(hf[0, ids.shape[1]:], skip_special_tokens=True).split("\n")[0]] * 3
+
+
+# ---- the adapter against lm-eval's own hf model (issue 12 items 21-24) ----------------------------
+def _bos_adding_dir(root: Path) -> Path:
+    """A Llama-2-like tokenizer: a distinct <s> that encode() prepends by default."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<s>",
+                                     pad_token="<|endoftext|>")
+    assert hf_tok.encode("Answer: 3")[0] == 1
+    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      eos_token_id=0, bos_token_id=1, pad_token_id=0)
+    torch.manual_seed(1)
+    LlamaForCausalLM(cfg).save_pretrained(root)
+    hf_tok.save_pretrained(root)
+    return root
+
+
+def _write_greedy_task(root: Path) -> None:
+    text = (root / "fp_gen.yaml").read_text().replace("task: fp_gen", "task: fp_greedy")
+    text = text.replace("repeats: 4\n", "").replace("do_sample: true", "do_sample: false")
+    (root / "fp_greedy.yaml").write_text(text.replace("temperature: 1.0", "repetition_penalty: 1.3"))
+
+
+def _evaluate(name, folder, tasks, extra="", **kw):
+    from lm_eval.tasks import TaskManager
+
+    args = f"pretrained={folder},dtype=float32{extra}" + (",backend=reference" if name == "fastpass" else "")
+    return lm_eval.simple_evaluate(model=name, model_args=args, tasks=["fp_greedy", "fp_mc", "fp_ppl"], device="cpu",
+                                   batch_size=1, log_samples=True, task_manager=TaskManager(include_path=str(tasks)),
+                                   **kw)["samples"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tokenizer, add_bos", [("plain", ""), ("plain", ",add_bos_token=True"),
+                                                ("bos-adding", ""), ("bos-adding", ",add_bos_token=False")])
+def test_same_results_as_lm_evals_hf_model(model_dir, tmp_path, offline, tokenizer, add_bos):
+    """Greedy outputs identical (with a repetition penalty), loglikelihoods and rolling
+    loglikelihoods within 1e-4 of lm-eval's hf model, with and without add_bos_token."""
+    folder = model_dir if tokenizer == "plain" else _bos_adding_dir(tmp_path / "bos-model")
+    tasks = _write_tasks(tmp_path)
+    _write_greedy_task(tasks)
+    hf = _evaluate("hf", folder, tasks, add_bos)
+    ours = _evaluate("fastpass", folder, tasks, add_bos)
+    for task in ("fp_greedy", "fp_mc", "fp_ppl"):
+        assert len(hf[task]) == len(ours[task]) == 3
+        for h, o in zip(hf[task], ours[task]):
+            assert h["arguments"] == o["arguments"]
+            if task == "fp_greedy":
+                assert o["resps"] == h["resps"]
+            else:
+                got = [float(r[0][0] if isinstance(r[0], (list, tuple)) else r[0]) for r in o["resps"]]
+                want = [float(r[0][0] if isinstance(r[0], (list, tuple)) else r[0]) for r in h["resps"]]
+                np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    if add_bos == ",add_bos_token=True":  # it reached the tokenizer: every encoding starts with BOS
+        lm = adapter.FastpassLM(pretrained=str(folder), device="cpu", add_bos_token=True)
+        assert lm.tok_encode("Answer: 3")[0] == lm.tokenizer.bos_token_id
+
+
+@pytest.mark.slow
+def test_lm_eval_seed_reaches_the_samples(model_dir, tmp_path, offline):
+    """lm_eval --seed (its torch part) changes the samples as it does for hf; the same seed repeats them."""
+    from lm_eval.tasks import TaskManager
+
+    tasks = _write_tasks(tmp_path)
+
+    def run(seed):
+        res = lm_eval.simple_evaluate(model="fastpass", model_args=f"pretrained={model_dir},device=cpu,backend=reference",
+                                      tasks=["fp_gen"], log_samples=True, torch_random_seed=seed,
+                                      task_manager=TaskManager(include_path=str(tasks)))
+        return [s["resps"] for s in res["samples"]["fp_gen"]]
+
+    first, again, other = run(11), run(11), run(12)
+    assert first == again and first != other
+
+
+def test_generation_config_defaults_apply_like_hf(lm, monkeypatch):
+    """hf samples with the model's generation config (top_k = 50 here: HF's default): every
+    sampled token lies in the top 50 of the model's distribution at its step. Plain softmax over
+    this 320-token vocabulary would leave the top 50 most of the time."""
+    seen = []
+    stream = lm.sampler.stream
+
+    def spy(*a, **k):
+        seen.append(k)
+        for i, batch in stream(*a, **k):
+            tokens.extend(batch.tokens[0])
+            yield i, batch
+
+    tokens: list = []
+    monkeypatch.setattr(lm.sampler, "stream", spy)
+    ctx = "Question: what is 2 plus 9?\nAnswer:"
+    lm.generate_until(_gen_requests([(ctx, {"until": [], "do_sample": True, "temperature": 1.0, "max_gen_toks": 8},
+                                      40)]))
+    assert seen[0]["top_k"] == 50 and seen[0]["top_p"] == 1.0
+    prompt = lm.tok_encode(ctx)
+    outside = total = 0
+    with torch.no_grad():
+        for toks in tokens:
+            toks = [int(t) for t in toks]
+            logits = lm.model(torch.tensor([prompt + toks])).logits[0, len(prompt) - 1:-1]
+            ranks = (logits > logits.gather(1, torch.tensor(toks)[:, None])).sum(1)
+            outside += int((ranks >= 50).sum())
+            total += len(toks)
+    assert total > 200 and outside == 0, (outside, total)
+
+
+def test_repetition_penalty_greedy_equals_hf_generate(lm):
+    ctx = "Question: what is 3 plus 3?\nAnswer:"
+    kw = {"until": [], "do_sample": False, "repetition_penalty": 1.3, "max_gen_toks": 40}
+    got = lm.generate_until(_gen_requests([(ctx, kw, 1)]))
+    ids = torch.tensor([lm.tok_encode(ctx)])
+    lm.model.generation_config.pad_token_id = lm.tokenizer.pad_token_id
+    hf = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, repetition_penalty=1.3,
+                           max_new_tokens=40)
+    assert got == [lm.tokenizer.decode(hf[0, ids.shape[1]:], skip_special_tokens=True)]
+    plain = lm.generate_until(_gen_requests([(ctx, dict(kw, repetition_penalty=1.0), 1)]))
+    assert plain != got  # the penalty changed the greedy path here, so the comparison above tests it
+
+
+def test_unsupported_settings_refused_before_any_sampling_or_named_at_start(lm, monkeypatch, caplog):
+    calls = []
+    monkeypatch.setattr(lm.sampler, "stream", lambda *a, **k: calls.append(k) or iter(()))
+    reqs = _gen_requests([("Question: 1?", GEN, 2), ("Question: 2?", dict(GEN, num_beams=4), 2)])
+    with pytest.raises(ValueError, match="num_beams=4 is not supported"):
+        lm.generate_until(reqs)
+    assert calls == []  # the first group was not sampled either
+    cfg = lm.model.generation_config
+    cfg.typical_p = 0.9
+    try:
+        with caplog.at_level("WARNING", logger=adapter.__name__):
+            adapter.FastpassLM(pretrained=lm.model, tokenizer=lm.tokenizer, backend="reference")
+    finally:
+        cfg.typical_p = None
+    lines = [r.getMessage() for r in caplog.records if "differs from lm-eval's hf model" in r.getMessage()]
+    assert len(lines) == 1 and "typical_p=0.9" in lines[0]

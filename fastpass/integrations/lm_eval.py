@@ -13,10 +13,21 @@ is prefilled once and its KV is shared by every sample. A sample is keyed by (se
 context + kwargs, repeat index): results do not depend on what else is in the batch. Stop
 strings end sampling early through a fastpass regex when that compiles; either way the text is
 cut at the first stop string, as HFLM does.
-``loglikelihood`` / ``loglikelihood_rolling``: the model's forward, batched (see ``_scoring``)."""
+``loglikelihood`` / ``loglikelihood_rolling``: the model's forward, batched (see ``_scoring``).
+
+Behaves as lm-eval's own ``hf`` model: ``add_bos_token`` reaches the tokenizer and every encoding;
+rolling loglikelihood encodes with the tokenizer's default special tokens; settings a task leaves
+out come from the model's generation config and then HF generate's defaults (top_k = 50 unless the
+config says otherwise), including ``repetition_penalty`` (HF's, over prompt and generated tokens);
+without ``seed=`` in model_args the seed is torch's (``lm_eval --seed``'s torch part). Greedy
+outputs equal ``hf``'s; sampled outputs are draws from the same distribution, keyed by the seed
+rather than by torch's global random state. Generation settings fastpass does not implement (beam
+search, typical_p, ...) are refused when a task asks for them and named at start-up when the model's
+generation config sets them."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import re
@@ -26,44 +37,13 @@ import torch
 from lm_eval.api.model import TemplateLM
 from tqdm import tqdm
 
+from fastpass.integrations._gen_kwargs import (HF_DEFAULTS, UNSUPPORTED, defaults_not_applied,  # noqa: F401
+                                               hf_generation_defaults, parse_gen_kwargs)
 from fastpass.integrations._scoring import score_continuations
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "fastpass"
-_MAX_TOKEN_KEYS = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
-# generation kwargs fastpass accepts only at their neutral value (what HF does without them)
-_NEUTRAL_KWARGS = {"num_beams": 1, "repetition_penalty": 1.0, "typical_p": 1.0, "num_return_sequences": 1}
-
-
-def parse_gen_kwargs(gen_kwargs: dict, default_max_gen_toks: int) -> dict:
-    """lm-eval generation kwargs -> Sampler arguments + ``until``; one clear error on anything else."""
-    kw = dict(gen_kwargs or {})
-    until = kw.pop("until", None)
-    until = [] if until is None else [until] if isinstance(until, str) else list(until)
-    max_new = next((kw.pop(k) for k in _MAX_TOKEN_KEYS if kw.get(k) is not None), default_max_gen_toks)
-    for k in _MAX_TOKEN_KEYS:
-        kw.pop(k, None)
-    do_sample = kw.pop("do_sample", None)
-    temperature = kw.pop("temperature", None)
-    if do_sample is False:
-        temperature = 0.0  # lm-eval: do_sample=False means greedy whatever the temperature
-    elif temperature is None:
-        temperature = 1.0 if do_sample else 0.0  # lm-eval defaults to greedy; do_sample alone samples at 1.0
-    out = {"until": until, "max_new_tokens": int(max_new), "temperature": float(temperature),
-           "top_k": int(kw.pop("top_k", 0) or 0), "top_p": float(kw.pop("top_p", 1.0) or 1.0),
-           "min_p": float(kw.pop("min_p", 0.0) or 0.0)}
-    for k, neutral in _NEUTRAL_KWARGS.items():
-        if k in kw and kw.pop(k) in (None, neutral):
-            continue
-        if k in gen_kwargs:
-            raise ValueError(f"generation kwarg {k}={gen_kwargs[k]!r} is not supported by fastpass: "
-                             f"drop it or set it to {neutral}")
-    if kw:
-        name = next(iter(kw))
-        raise ValueError(f"generation kwarg {name!r} is not supported by fastpass (supported: until, do_sample, "
-                         f"temperature, top_k, top_p, min_p, max_gen_toks): drop it from the task's generation_kwargs")
-    return out
 
 
 def stream_id(context: str, kwargs_key: str) -> int:
@@ -76,7 +56,7 @@ def _kwargs_key(gen_kwargs) -> str:
     return json.dumps(gen_kwargs, sort_keys=True, default=str)
 
 
-def _load(pretrained, tokenizer, gguf_file, dtype, device, trust_remote_code, revision):
+def _load(pretrained, tokenizer, gguf_file, dtype, device, trust_remote_code, revision, add_bos_token=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"trust_remote_code": trust_remote_code}
@@ -93,7 +73,9 @@ def _load(pretrained, tokenizer, gguf_file, dtype, device, trust_remote_code, re
             raise ValueError("pass tokenizer=... (a tokenizer or its directory) with a model object")
         tokenizer = pretrained
     if isinstance(tokenizer, str):
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **extra)
+        # as lm-eval's hf model: add_bos_token goes to the tokenizer itself (its post-processor adds BOS)
+        bos = {} if add_bos_token is None else {"add_bos_token": add_bos_token}
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **extra, **bos)
     if device is not None:
         model = model.to(device)
     return model.eval(), tokenizer
@@ -113,12 +95,13 @@ class FastpassLM(TemplateLM):
 
     model_args: ``pretrained`` (directory, hub id, or a loaded model object), ``tokenizer``,
     ``gguf_file``, ``dtype`` (auto), ``device`` (cuda when available), ``batch_size`` (rows per
-    log-likelihood forward), ``max_batch_tokens``, ``max_length``, ``seed`` (0),
-    ``backend`` (fastpass tier, default: chosen per device), ``add_bos_token``, ``stop_regex``
-    (True: end samples early at a stop string), ``max_gen_toks`` (256)."""
+    log-likelihood forward), ``max_batch_tokens``, ``max_length``, ``seed`` (default: torch's seed
+    when sampling starts, which ``lm_eval --seed`` sets), ``backend`` (fastpass tier, default: chosen
+    per device), ``add_bos_token`` (as hf's: passed to the tokenizer and to every encoding),
+    ``stop_regex`` (True: end samples early at a stop string), ``max_gen_toks`` (256)."""
 
     def __init__(self, pretrained=None, tokenizer=None, gguf_file=None, dtype="auto", device=None,
-                 batch_size=32, max_batch_size=None, max_batch_tokens=None, max_length=None, seed=0,
+                 batch_size=32, max_batch_size=None, max_batch_tokens=None, max_length=None, seed=None,
                  backend=None, add_bos_token=None, stop_regex=True, max_gen_toks=256,
                  trust_remote_code=False, revision=None, **unused):
         super().__init__()
@@ -132,21 +115,30 @@ class FastpassLM(TemplateLM):
             device = "cpu"
         elif device is None and isinstance(pretrained, str):
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.add_bos_token = None if add_bos_token is None else _as_bool(add_bos_token)
         self._model, self.tokenizer = _load(pretrained, tokenizer, gguf_file, dtype, device,
-                                            _as_bool(trust_remote_code), revision)
+                                            _as_bool(trust_remote_code), revision, self.add_bos_token)
         self._device = next(self._model.parameters()).device
         self.batch_size = _as_batch_size(batch_size, max_batch_size)
         on_gpu = self._device.type == "cuda"
         self.max_batch_tokens = int(max_batch_tokens or (32768 if on_gpu else 4096))
         self._max_length = int(max_length) if max_length else None
-        self.seed = int(seed)
-        self.add_bos_token = None if add_bos_token is None else _as_bool(add_bos_token)
+        self.seed = None if seed is None else int(seed)
         self.stop_regex = _as_bool(stop_regex)
         self._max_gen_toks = int(max_gen_toks)
         from fastpass.engine import Sampler
 
         self.sampler = Sampler(self._model, self.tokenizer, backend=backend)
         self._stop_cache: dict[tuple[str, ...], object] = {}
+        # what hf samples with when a task leaves a setting out, and what of it fastpass cannot do
+        self.generation_defaults = hf_generation_defaults(self._model)
+        self._takes_penalty = "repetition_penalty" in inspect.signature(self.sampler.sample).parameters
+        missing = defaults_not_applied(self.generation_defaults)
+        if not self._takes_penalty and self.generation_defaults["repetition_penalty"] != 1.0:
+            missing.append(f"repetition_penalty={self.generation_defaults['repetition_penalty']!r}")
+        if missing:
+            log.warning("FastpassLM differs from lm-eval's hf model here: the model's generation config sets %s, "
+                        "which fastpass does not apply", ", ".join(missing))
 
     # ---- properties lm-eval reads ---------------------------------------------------------------
     @property
@@ -189,13 +181,25 @@ class FastpassLM(TemplateLM):
 
     # ---- tokenization -----------------------------------------------------------------------------
     def tok_encode(self, string: str, add_special_tokens=None, left_truncate_len=None, **kwargs) -> list[int]:
+        """As hf's: add_special_tokens, else add_bos_token, else the tokenizer's default; never a
+        second BOS on a text that starts with the prefix token (chat templates)."""
         if add_special_tokens is None:
             add_special_tokens = self.add_bos_token
-            bos = self.tokenizer.bos_token
-            if bos and string.startswith(bos):
-                add_special_tokens = False  # the text already carries its BOS (chat templates)
+            prefix = self.tokenizer.decode(self.prefix_token_id)
+            if prefix and string.startswith(prefix):
+                add_special_tokens = False
         extra = {} if add_special_tokens is None else {"add_special_tokens": bool(add_special_tokens)}
         ids = self.tokenizer.encode(string, **extra)
+        return ids[-left_truncate_len:] if left_truncate_len else ids
+
+    def _context_encode(self, string: str, left_truncate_len=None) -> list[int]:
+        """A generation context encoded as hf's tok_batch_encode does (BOS test on bos_token)."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        if bos and string.startswith(bos):
+            extra = {"add_special_tokens": False}
+        else:
+            extra = {} if self.add_bos_token is None else {"add_special_tokens": self.add_bos_token}
+        ids = self.tokenizer(string, **extra)["input_ids"]
         return ids[-left_truncate_len:] if left_truncate_len else ids
 
     def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
@@ -215,7 +219,9 @@ class FastpassLM(TemplateLM):
 
         windows, owner = [], []
         for i, (string,) in enumerate(r.args for r in requests):
-            for w in get_rolling_token_windows(token_list=self.tok_encode(string, add_special_tokens=False),
+            # hf encodes the text with the tokenizer's default special tokens (a BOS for Llama-2 and
+            # Gemma tokenizers) and then prefixes the windows with the prefix token
+            for w in get_rolling_token_windows(token_list=self.tok_encode(string),
                                                prefix_token=self.prefix_token_id, max_seq_len=self.max_length,
                                                context_len=1):
                 windows.append(make_disjoint_window(w))
@@ -249,6 +255,10 @@ class FastpassLM(TemplateLM):
                 self._stop_cache[key] = None
         return self._stop_cache[key]
 
+    def _sampling_seed(self) -> int:
+        """seed= from model_args, else torch's seed now (lm-eval's --seed sets it before evaluating)."""
+        return self.seed if self.seed is not None else int(torch.initial_seed())
+
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         from lm_eval.models.utils import postprocess_generated_text
 
@@ -259,27 +269,41 @@ class FastpassLM(TemplateLM):
         calls: dict[tuple[str, int], list[str]] = {}  # (kwargs, n) -> contexts: one Sampler call each
         for (context, kkey), idx in members.items():
             calls.setdefault((kkey, len(idx)), []).append(context)
-        results: list[str | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="fastpass generate_until")
-        for (kkey, n), contexts in calls.items():
-            gen_kwargs = args[members[(contexts[0], kkey)][0]][1]
-            p = parse_gen_kwargs(gen_kwargs, self.max_gen_toks)
-            eot = self.eot_token_id
-            eos = None if eot is None else self.tok_decode([eot], skip_special_tokens=False)
-            until = p["until"] + ([eos] if eos and eos not in p["until"] else [])
-            room = self.max_length - p["max_new_tokens"]
-            if room <= 0:
+        # every group's settings are checked before anything is sampled
+        plans = {}
+        for kkey, n in calls:
+            gen_kwargs = args[members[(calls[(kkey, n)][0], kkey)][0]][1]
+            p = parse_gen_kwargs(gen_kwargs, self.max_gen_toks, self.generation_defaults)
+            if p["repetition_penalty"] != 1.0 and not self._takes_penalty:
+                raise ValueError(f"repetition_penalty={p['repetition_penalty']} needs Sampler.sample("
+                                 "repetition_penalty=), which this fastpass build lacks: drop it from the task")
+            if self.max_length - p["max_new_tokens"] <= 0:
                 raise ValueError(f"max_gen_toks={p['max_new_tokens']} leaves no room for the prompt in max_length="
                                  f"{self.max_length}: lower max_gen_toks")
+            plans[(kkey, n)] = p
+        results: list[str | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="fastpass generate_until")
+        seed = self._sampling_seed()
+        eot = self.eot_token_id
+        eos = None if eot is None else self.tok_decode([eot], skip_special_tokens=False)
+        for (kkey, n), contexts in calls.items():
+            p = plans[(kkey, n)]
+            until = p["until"] + ([eos] if eos and eos not in p["until"] else [])
+            room = self.max_length - p["max_new_tokens"]
             # an empty context is conditioned on BOS/EOS, as loglikelihood does
-            prompts = [self.tok_encode(c, left_truncate_len=room) or [self.prefix_token_id] for c in contexts]
-            batch = self.sampler.sample(prompts, n=n, max_new_tokens=p["max_new_tokens"],
-                                        temperature=p["temperature"], top_k=p["top_k"], top_p=p["top_p"],
-                                        min_p=p["min_p"], seed=self.seed,
-                                        stream_ids=[stream_id(c, kkey) for c in contexts], stop=self._stop(until),
-                                        on_chunk=lambda chunk: bar.update(sum(it.count for it in chunk)))
-            for c, samples in zip(contexts, batch.tokens):
-                for i, toks in zip(members[(c, kkey)], samples):
+            prompts = [self._context_encode(c, left_truncate_len=room) or [self.prefix_token_id] for c in contexts]
+            extra = {"repetition_penalty": p["repetition_penalty"]} if self._takes_penalty else {}
+            start = bar.n
+
+            def progress(samples, _tokens, start=start):
+                bar.update(start + samples - bar.n)
+
+            stream = self.sampler.stream(prompts, n=n, max_new_tokens=p["max_new_tokens"],
+                                         temperature=p["temperature"], top_k=p["top_k"], top_p=p["top_p"],
+                                         min_p=p["min_p"], seed=seed, stream_ids=[stream_id(c, kkey) for c in contexts],
+                                         stop=self._stop(until), on_progress=progress, **extra)
+            for k, batch in stream:
+                for i, toks in zip(members[(contexts[k], kkey)], batch.tokens[0]):
                     text = postprocess_generated_text(self.tok_decode(toks), stop=until, think_end_token=None)
                     results[i] = text
                     self.cache_hook.add_partial("generate_until", args[i], text)
