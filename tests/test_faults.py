@@ -105,7 +105,8 @@ def test_second_run_on_a_busy_folder_is_refused_naming_the_holder(tiny, tmp_path
         first.communicate()
     complete = (out / "samples.jsonl").read_bytes().rpartition(b"\n")[0]
     indices = [json.loads(line)["index"] for line in complete.splitlines()]
-    assert indices == list(range(len(indices)))  # only the first run wrote, each problem once, in order
+    assert len(set(indices)) == len(indices) and set(indices) <= set(range(3000))  # only the first run wrote,
+    # each problem once (in the order its samples finished)
 
 
 def test_lock_is_released_on_return_on_error_and_on_kill(tiny, data, tmp_path):
