@@ -294,7 +294,8 @@ def _error_cases(tmp_path, tiny_dir, data_file):
         ("invalid regex", [*model, *data, "--pattern", r"(unclosed"], r"not a valid regex"),
         ("context", [*model, "--data", str(long_q), "--preset", "r1", "--max-new-tokens", "8"],
          r"exceeds the model's context \(96\)"),
-        ("offline model", ["--model", str(tmp_path / "no-such-model"), *data], r"cannot load .* offline"),
+        ("no model folder", ["--model", str(tmp_path / "no-such-model"), *data], r"model folder .* does not exist"),
+        ("offline model", ["--model", str(tmp_path), *data], r"cannot load .* offline"),
         ("offline hub id", ["--model", "fastpass-test/definitely-not-cached-xyz", *data], r"offline"),
         ("limit", [*model, "--data", str(data_file), "--limit", "0"], r"limit must be a positive"),
     ]
