@@ -108,6 +108,7 @@ class ContinuousDecoder:
         self.write_slots = torch.zeros(rows, **i64)
         self.store.seq_offsets = torch.zeros(slots + 1, dtype=torch.int32, device=dev)
         self.batch = self.live = 0
+        self.changed = False
         self.streamer = p.stop.streamer(rows, p.token_bytes, dev) if p.stop is not None else None
         self.row_owner: list[tuple[int, int] | None] = [None] * rows  # (slot, sample) of each row
         self.slot_items: list[_Slot | None] = [None] * slots
@@ -177,6 +178,7 @@ class ContinuousDecoder:
         fin = [r for r, d in zip(owned, done) if d]
         if not fin:
             return
+        self.changed = True
         fin_t = torch.tensor(fin, device=self.device)
         out = self.out.index_select(0, fin_t)[:, :self.p.max_new_tokens].cpu()
         lengths = self.steps.index_select(0, fin_t).cpu()
@@ -207,11 +209,11 @@ class ContinuousDecoder:
     def _admit(self) -> bool:
         """Give free rows to pending samples (resident prompts first, then new prompts prefilled
         into free slots, at most one prefill token budget per refill). Returns whether any row started."""
-        free = [r for r in range(self.rows) if self.row_owner[r] is None]
+        free = [r for r in reversed(range(self.rows)) if self.row_owner[r] is None]  # pop() = lowest row
         starts = []  # (row, slot, sample)
         for s, slot in enumerate(self.slot_items):
             while free and slot is not None and slot.next_sample < slot.item.count:
-                starts.append((free.pop(0), s, slot.next_sample))
+                starts.append((free.pop(), s, slot.next_sample))
                 slot.next_sample += 1
                 slot.running += 1
         new_slots, budget = [], self.adapter.prefill_token_budget
@@ -225,7 +227,7 @@ class ContinuousDecoder:
             slot = self.slot_items[s] = _Slot(item)
             new_slots.append(s)
             while free and slot.next_sample < item.count:
-                starts.append((free.pop(0), s, slot.next_sample))
+                starts.append((free.pop(), s, slot.next_sample))
                 slot.next_sample += 1
                 slot.running += 1
         if new_slots:
@@ -300,11 +302,14 @@ class ContinuousDecoder:
 
     def _refill(self):
         """Harvest and admit until every free row has work or none is left; yields finished prompts."""
+        self.changed = False
         while True:
             yield from self._harvest()
             if not self._admit():
                 break
-        self.batch = self._reorder()
+            self.changed = True
+        if self.changed:
+            self.batch = self._reorder()
 
     # ---- driving --------------------------------------------------------------------------
     def run(self):
