@@ -120,3 +120,24 @@ def test_every_bench_writes_each_row_to_csv_as_its_case_finishes(area, tmp_path,
         with pytest.raises(_FirstRow):
             mod.run(quick=True, device="cpu", **kw)
     assert "| bench | case |" in capsys.readouterr().out
+
+
+def test_a_step_past_its_limit_gets_sigint_even_from_a_background_shell(tmp_path):
+    """The limit stops a step with SIGINT, which Python turns into KeyboardInterrupt (pytest prints
+    its summary, a bench keeps its rows), also when the shell was started in the background and
+    so ignores SIGINT (inherited by its children unless the step resets it)."""
+    import signal
+
+    sleeper = ("import time\nprint('started', flush=True)\ntry:\n    time.sleep(60)\n"
+               "except KeyboardInterrupt:\n    print('KeyboardInterrupt: finishing cleanly', flush=True)\n    raise SystemExit(7)\n")
+    script = (f'export GPU_CHECK_SOURCE_ONLY=1 GPU_CHECK_MIN_STEP_S=1\nsource "{SCRIPT}" "{tmp_path}/out" 1\n'
+              f'begin_stage 1\nstep sleepy 3 $PY -c "$SLEEPER"\nstep quick 30 $PY -c "print(42)"\n')
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SLEEPER": sleeper, "PYTHON": sys.executable},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 0, proc.stderr
+    log = (tmp_path / "out" / "stage1.log").read_text()
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "started" in log and "KeyboardInterrupt: finishing cleanly" in log
+    assert "stage 1 step sleepy: TIMED OUT (SIGINT at 3s)" in summary
+    assert re.search(r"stage 1 step quick: rc=0 \(\d+s of 30s\)", summary) and "42" in log
