@@ -167,9 +167,9 @@ def calibrate(runs, n_boot: int = 2000, seed: int = 0, level: float = 0.95, reac
     if any(r.gap_method == "beta-prior" for r in runs):
         notes.append("runs with K_train > n use the gap expected under a Beta prior fitted to their counts "
                      "(no unbiased estimate exists there); screen with n >= K_train to avoid that")
-    if any(r.kind == "aggregate" for r in runs):
-        notes.append("runs known only by their means enter the bootstrap as fixed points: their own sampling "
-                     "noise is not in the interval")
+    if any(r.kind != "per_problem" for r in runs):
+        notes.append("runs without per-problem post-RL results enter the bootstrap as fixed points: their own "
+                     "sampling noise is not in the interval")
     return Calibration(gamma, interval, float(level), raw, len(runs), problems, per_run,
                        _bands(runs, gamma, reach), notes, n_boot=int(n_boot), seed=int(seed))
 

@@ -19,9 +19,10 @@ def text(cal) -> str:
              (f", {probs} problems with base counts" if probs else ", means only (no per-problem counts)"))
     lines = [f"gamma calibrated from {basis}", ""]
     if cal.interval is not None:
+        over = " and ".join(w for w, on in (("runs", runs >= 2), ("problems within runs", any(
+            r["kind"] == "per_problem" for r in cal.per_run))) if on)
         lines.append(f"  gamma = {cal.gamma:.3f}   {cal.level:.0%} interval [{cal.interval[0]:.3f}, "
-                     f"{cal.interval[1]:.3f}]  (bootstrap, {cal.n_boot} resamples"
-                     f"{' of runs' if runs >= 2 else ''}{' and problems' if probs else ''})")
+                     f"{cal.interval[1]:.3f}]  (bootstrap over {over}, {cal.n_boot} resamples)")
     else:
         lines.append(f"  gamma = {cal.gamma:.3f}   (no interval)")
     if cal.gamma_raw != cal.gamma:

@@ -24,7 +24,7 @@ def test_walkthrough_bands_and_numbers_are_the_library_s():
     assert list(f.band) == ["easy", "within reach", "hard", "wall"]
     n, c = np.full(4, 128), np.array(WALK_C)
     # K_train <= n: pass@64 is the unbiased estimator itself
-    assert f.pass_k == pytest.approx(fp.pass_at_k(n, c, 64), abs=0)
+    assert f.pass_k == pytest.approx(fp.pass_at_k(n, c, 64), abs=1e-15)  # same estimator; a tier (C++ or numpy) may differ in the last bit
     assert not f.extrapolated.any()
     assert f.p1 == pytest.approx(c / 128, abs=0)
     # the mean of the per-problem predictions is fp.predict_post_rl's aggregate prediction
@@ -54,7 +54,7 @@ def test_beyond_n_the_plugin_extrapolation_equals_predict_post_rl_per_problem():
 def test_mixed_n_uses_the_unbiased_estimate_where_it_exists():
     f = fate_table(["a", "b"], [128, 16], [10, 2], K_train=64)
     assert f.extrapolated.tolist() == [False, True]
-    assert f.pass_k[0] == pytest.approx(fp.pass_at_k(128, 10, 64), abs=0)
+    assert f.pass_k[0] == pytest.approx(fp.pass_at_k(128, 10, 64), abs=1e-15)
     assert f.pass_k[1] == pytest.approx(1 - (1 - 2 / 16) ** 64, abs=1e-15)
 
 
