@@ -24,7 +24,7 @@ def test_walkthrough_bands_and_numbers_are_the_library_s():
     assert list(f.band) == ["easy", "within reach", "hard", "wall"]
     n, c = np.full(4, 128), np.array(WALK_C)
     # K_train <= n: pass@64 is the unbiased estimator itself
-    assert f.pass_k == pytest.approx(fp.pass_at_k(n, c, 64), abs=1e-15)  # same estimator; a tier (C++ or numpy) may differ in the last bit
+    assert f.pass_k == pytest.approx(fp.pass_at_k(n, c, 64), abs=1e-15)  # tiers may differ in the last bit
     assert not f.extrapolated.any()
     assert f.p1 == pytest.approx(c / 128, abs=0)
     # the mean of the per-problem predictions is fp.predict_post_rl's aggregate prediction
