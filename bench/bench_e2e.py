@@ -169,8 +169,7 @@ def p6_rows(quick: bool, loads) -> list[dict]:
                                  note=f"{note}; roofline {roof:.0f} tok/s (measured {bw / 1e9:.0f} GB/s, "
                                       f"{peak / 1e9:.0f} GFLOP/s); {torch.get_num_threads()} threads; process CPU "
                                       f"seconds {stats['cpu_s']['fastpass']:.1f} vs {stats['cpu_s']['hf']:.1f}; "
-                                      f"decode threads {stats.get('threads')}; packed weights "
-                                      f"{stats.get('packed_weights')}"))
+                                      f"packed weights {stats.get('packed_weights')}; {_engine_stats(stats)}"))
                 vrow = _vllm_row(f"{case} [{load}]", folder, ids, 16, 32, fp_tps, note)
                 rows.append(vrow)
                 per_load[load] = {"fastpass": fp_tps, "HF generate": hf_tps, "vLLM": vrow.get("baseline")}
@@ -241,9 +240,14 @@ def p1_rows(model, names, device, quick: bool = False, reps: int = 2, sizes=None
                          baseline_name="HF generate" + (f" (1 & {hf_new} new, extrap.)" if hf_new < new else ""),
                          unit="tok/s", ratio=fp_tps / hf_tps if hf_tps == hf_tps else None, roofline_frac=fp_tps / roof,
                          note=("HF generate ran out of memory; " if hf_tps != hf_tps else "")
-                         + f"roofline {roof:.4g} tok/s ({ceil_note}); graph chunks "
-                           f"{stats.get('graph_chunks')}/{stats.get('chunks')}"))
+                         + f"roofline {roof:.4g} tok/s ({ceil_note}); {_engine_stats(stats)}"))
     return rows
+
+
+def _engine_stats(stats: dict) -> str:
+    """The engine's own account of the run (whichever of these keys it reports)."""
+    keys = ("graph", "graph_chunks", "chunks", "rows", "steps", "refills", "prefills", "threads")
+    return "engine " + ", ".join(f"{k} {stats[k]}" for k in keys if stats.get(k) is not None)
 
 
 def _shape(model) -> str:
@@ -289,7 +293,8 @@ def p1c_row(model, p, lp, k, new, mean_len, device, bw, peak, ceil_note, reps=2)
                 baseline=None if hf_tps is None else float(hf_tps), unit="tok/s",
                 ratio=None if hf_tps is None else float(fp_tps / hf_tps), roofline_frac=float(fp_tps / roof),
                 note=f"fastpass {lens_fp.sum()} tokens in {t_fp:.2f} s, length mean {lens_fp.mean():.1f} "
-                     f"(max {lens_fp.max()}); {hf_note}; roofline {roof:.4g} tok/s ({ceil_note})")
+                     f"(max {lens_fp.max()}); {hf_note}; roofline {roof:.4g} tok/s ({ceil_note}); "
+                     f"{_engine_stats(sampler.last_stats)}")
 
 
 def run(quick: bool = False, device: str = "cpu", cases=None, loads=None, problems: int | None = None) -> list[dict]:

@@ -329,3 +329,22 @@ def test_background_load_runs_and_stops_its_process():
     with pytest.raises(ValueError, match="choose one of idle, matmul"):
         with load.background_load("spin"):
             pass
+
+
+def test_e2e_options_reach_the_bench_and_are_refused_elsewhere(monkeypatch, tmp_path, capsys):
+    mod = cli_bench.load_bench("e2e")
+    seen = {}
+
+    def fake_run(quick=False, device="cpu", **kw):
+        seen.update(kw, quick=quick)
+        return [{"bench": "e2e", "case": "stub", "fastpass": 1.0, "unit": "tok/s"}]
+
+    monkeypatch.setattr(mod, "run", fake_run)
+    monkeypatch.setenv("VLLM_VENV", str(tmp_path / "none"))
+    assert cli.main(["bench", "e2e", "--quick", "--cases", "P7", "--load", "idle,matmul", "--problems", "4",
+                     "--csv", str(tmp_path / "r.csv")]) == 0
+    assert seen == {"cases": ["P7"], "loads": ["idle", "matmul"], "problems": 4, "quick": True}
+    out = capsys.readouterr().out
+    assert "bash bench/vllm_env.sh" in out  # no venv: the command says how to create it
+    assert cli.main(["bench", "passk", "--cases", "P6"]) == 2
+    assert "apply to `fastpass bench e2e` only" in capsys.readouterr().err
