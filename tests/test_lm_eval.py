@@ -437,3 +437,12 @@ def test_unsupported_settings_refused_before_any_sampling_or_named_at_start(lm, 
         cfg.typical_p = None
     lines = [r.getMessage() for r in caplog.records if "differs from lm-eval's hf model" in r.getMessage()]
     assert len(lines) == 1 and "typical_p=0.9" in lines[0]
+
+
+def test_registering_fastpass_keeps_lm_evals_own_models():
+    """lm-eval loads its models only while its registry is empty; registering fastpass first must
+    not hide hf (fastpass-lm-eval --model hf, and the comparisons above, need it)."""
+    code = ("import fastpass.integrations.lm_eval\nfrom lm_eval.api.registry import get_model\n"
+            "print(get_model('hf').__name__, get_model('fastpass').__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.split() == ["HFLM", "FastpassLM"], proc.stderr[-2000:]

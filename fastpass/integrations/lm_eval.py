@@ -338,6 +338,12 @@ def _as_batch_size(batch_size, max_batch_size) -> int:
 
 def register() -> None:
     """Register ``FastpassLM`` as lm-eval model ``fastpass`` (idempotent)."""
+    # lm-eval loads its own models (hf, vllm, ...) only while its registry is empty: load them first,
+    # or registering fastpass would hide them (`fastpass-lm-eval --model hf` would not find hf)
+    try:
+        import lm_eval.models  # noqa: F401
+    except ImportError:
+        pass
     from lm_eval.api.registry import register_model
 
     try:
