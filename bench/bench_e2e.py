@@ -113,7 +113,12 @@ def run_case(model, num_prompts, prompt_len, k, new_tokens, device, hf_new_token
         t_hf = t_one + (t_hf - t_one) * (new_tokens - 1) / max(1, hf_new - 1)
     total = num_prompts * k * new_tokens
     stats = {**sampler.last_stats, "cpu_s": cpu, "t_hf": t_hf}
+    if t_hf == t_hf and t_hf < float("inf"):
+        HF_STEP_S[(num_prompts * k, prompt_len)] = t_hf / new_tokens  # for P1c's time estimate
     return total / t_fp, total / t_hf, stats
+
+
+HF_STEP_S: dict = {}  # HF seconds per step at (rows, prompt length), from the cases run so far
 
 
 def _vllm_row(case, folder, ids, k, new, fp_tps, load_note, eos=None):
@@ -275,7 +280,10 @@ def p1c_row(model, p, lp, k, new, mean_len, device, bw, peak, ceil_note, reps=2)
     fp_tps = lens_fp.sum() / t_fp
     dev_ids = ids.to(device)
     hf_tps, lens_hf, hf_note = None, None, ""
+    est = HF_STEP_S.get((p * k, lp), 0.0) * new  # HF steps until its last sample ends: ~all of them
     try:
+        if est and time_left() < 1.5 * est + 20:
+            raise TimeoutError(f"HF skipped: needs ~{est:.0f} s (from P1a), {time_left():.0f} s left in this step")
         t, _, out = _time_once(lambda: model.generate(
             dev_ids, attention_mask=torch.ones_like(dev_ids), do_sample=True, num_return_sequences=k,
             max_new_tokens=new, top_k=0, top_p=1.0, temperature=1.0, eos_token_id=eos,
@@ -286,6 +294,8 @@ def p1c_row(model, p, lp, k, new, mean_len, device, bw, peak, ceil_note, reps=2)
                    f"{e2e_p7.compare_lengths(lens_fp, lens_hf)['ks_p']:.3f}")
     except torch.cuda.OutOfMemoryError:
         hf_note = "HF generate ran out of memory"
+    except TimeoutError as exc:
+        hf_note = str(exc)
     roof = roofline_tokens_per_s(model, [lp] * p, lens_fp, bw, peak)
     return dict(bench="e2e", case=f"P1c {_shape(model)}, {p}x K={k}, prompt {lp}, <= {new} new, "
                                   f"{len(eos)} EOS ids (mean length ~{mean_len})",
