@@ -129,6 +129,33 @@ def test_regex_package_does_not_import_grading():
     assert out.stdout.strip() == "False"
 
 
+LAZY_SPAN_PATTERNS = [r"<a>(.*?)</a>", r"(<a>)((.*?))(</a>)x", r"a(?s:.*?)b", r"x.*?x", r"aa(.*?)a",
+                      r"(?:<)(a)(>)(.*?)(<)/a>", r"ab(.*?)ab"]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_literal_lazy_literal_shortcut_equals_re(tier):
+    """Patterns "literal, lazy DOTALL dot, literal" are decided by two literal searches in the
+    kernels (PF_LAZY_SPAN): same spans as re, first and last occurrence, str and byte sources."""
+    from fastpass.regex._compile import PF_LAZY_SPAN
+
+    rng = random.Random(17)
+    pieces = ["<a>", "</a>", "a", "b", "x", "ab", "\n", "é", "<", ">", "/", "😀", "aa"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(300)]
+    for pattern in LAZY_SPAN_PATTERNS:
+        rx = fre.compile(pattern, re.S)
+        assert rx.program.code[5] & PF_LAZY_SPAN, pattern  # the shortcut is what is tested here
+        assert_batch_equals_re(rx, texts, rx.search_batch(texts, backend=tier), re.S)
+        assert_batch_equals_re(rx, texts, rx.search_batch(texts, occurrence="last", backend=tier), re.S,
+                               last=True)
+        if tier == "cpu":
+            raw = run(rx.program.code, rx.n_slots, make_items(texts), backend="cpu", text_as_bytes=True)
+            for i, t in enumerate(texts):
+                m = re.search(pattern, t, re.S)
+                assert raw.cp_slots[i].tolist() == ([x for g in range(rx.groups + 1) for x in m.span(g)]
+                                                    if m else [-1] * rx.n_slots), (pattern, t)
+
+
 def test_batch_input_errors():
     rx = fre.compile("a")
     with pytest.raises(TypeError, match="token_bytes"):

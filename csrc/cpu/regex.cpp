@@ -1,6 +1,10 @@
 // CPU tier of the regex engine: the shared Pike VM core over items, chunks of items per thread.
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -32,16 +36,30 @@ void grade_with_gold(const RegexBatchArgs& a, const rx::Prog& P, int32_t* st, Sr
   }
 }
 
-void run_range(const RegexBatchArgs& a, std::atomic<int64_t>& next) {
-  const rx::Prog P = rx::prog_view(a.code);
-  std::vector<int32_t> st(regex_scratch_words(a.code));
-  int32_t* numeric = st.data() + regex_state_words(a.code);
-  const rx::BatchOut o{a.found, a.cp_slots, a.byte_slots, a.grade};
-  constexpr int64_t kChunk = 64;
+// One batch call's work queue: chunks of items handed out by an atomic counter. Helper threads
+// hold it through a shared_ptr, so the caller returns as soon as every item is done, without
+// waiting for a helper the (shared, loaded) machine has not scheduled yet: a helper that
+// starts late finds no chunk left and exits without touching the batch.
+struct Queue {
+  RegexBatchArgs a;
+  std::atomic<int64_t> next{0}, done{0};
+  std::mutex m;
+  std::condition_variable cv;
+};
+
+constexpr int64_t kChunk = 64;
+
+void run_chunks(Queue& q) {
+  const RegexBatchArgs& a = q.a;
+  std::vector<int32_t> st;  // allocated once this thread gets a chunk
   for (;;) {
-    const int64_t begin = next.fetch_add(kChunk);
+    const int64_t begin = q.next.fetch_add(kChunk);
     if (begin >= a.batch) return;
     const int64_t end = std::min(a.batch, begin + kChunk);
+    if (st.empty()) st.resize(regex_scratch_words(a.code));
+    const rx::Prog P = rx::prog_view(a.code);
+    int32_t* numeric = st.data() + regex_state_words(a.code);
+    const rx::BatchOut o{a.found, a.cp_slots, a.byte_slots, a.grade};
     for (int64_t b = begin; b < end; ++b) {
       if (a.str_data) {
         rx::CpSrc src{a.str_data[b], a.str_kind[b], (int32_t)a.str_len[b], 0};
@@ -55,18 +73,30 @@ void run_range(const RegexBatchArgs& a, std::atomic<int64_t>& next) {
         grade_with_gold(a, P, st.data(), src, b, o, numeric);
       }
     }
+    if (q.done.fetch_add(end - begin) + (end - begin) == a.batch) {
+      std::lock_guard<std::mutex> lock(q.m);
+      q.cv.notify_all();
+    }
   }
 }
 
 }  // namespace
 
 void regex_batch_cpu(const RegexBatchArgs& a, int num_threads) {
-  std::atomic<int64_t> next{0};
-  const int threads = (int)std::max<int64_t>(1, std::min<int64_t>(num_threads, (a.batch + 63) / 64));
-  if (threads == 1) { run_range(a, next); return; }
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(run_range, std::cref(a), std::ref(next));
-  for (auto& th : pool) th.join();
+  if (a.batch <= 0) return;
+  const int threads = (int)std::max<int64_t>(1, std::min<int64_t>(num_threads, (a.batch + kChunk - 1) / kChunk));
+  auto q = std::make_shared<Queue>();
+  q->a = a;
+  for (int t = 1; t < threads; ++t) {
+    try {
+      std::thread([q] { run_chunks(*q); }).detach();
+    } catch (const std::system_error&) {  // no thread to be had: the caller does the rest
+      break;
+    }
+  }
+  run_chunks(*q);  // the caller works too
+  std::unique_lock<std::mutex> lock(q->m);
+  q->cv.wait(lock, [&] { return q->done.load() == a.batch; });
 }
 
 void regex_stream_reset_cpu(const int32_t* code, int32_t* state, int64_t words,

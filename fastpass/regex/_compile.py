@@ -12,7 +12,8 @@ Program layout (int32, shared by the Python reference VM and the C++/CUDA core):
   instr [n_instr, 4]: op, a, b, c
   pool: [lo, hi] code point pairs, sorted and disjoint (classes point into it)
   literals: prefix_len, required_len, prefix code points, required code points: every match
-            starts with the prefix and contains the required literal (prefilters)
+            starts with the prefix and contains the required literal (prefilters); then
+            suffix_len, suffix, n_saves, (slot, anchor, offset) * n_saves (PF_LAZY_SPAN)
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_constants as _c  # type: ignore[no-redef]
     import sre_parse as _p  # type: ignore[no-redef]
 
+from fastpass.regex._analysis import MAX_LITERAL, lazy_span, literals
+from fastpass.regex._analysis import nullable as _nullable
 from fastpass.regex._charset import codepoint_ranges, esc, set_text
 from fastpass.regex._errors import UnsupportedPattern
 
@@ -42,12 +45,12 @@ LOOKAHEAD_NEED = {A_BEGIN_STRING: 0, A_BEGIN_LINE: 0, A_END_STRING: 1, A_END_LIN
                   A_END_DOLLAR: 2, A_BOUNDARY: 1, A_NOT_BOUNDARY: 1}
 MAGIC = 0x52584650  # "PFXR"
 HEADER = 13
-MAX_LITERAL = 32
 # Program flags.
 PF_SKIP_ASCII = 1  # no assertion before the first consuming instruction: idle scans may skip bytes
 PF_FIRST_ASCII = 2  # ... and no match starts with a non-ASCII code point: skip those too
 PF_NO_ASSERT = 4  # no assertion anywhere: stable loops (like .*? before a literal) may fast-forward
 PF_PREFIX_JUMP = 8  # a found literal prefix may be consumed in one move (see regex_vm.h)
+PF_LAZY_SPAN = 16  # literal, lazy DOTALL dot, literal: two literal searches decide the match
 MAX_INSTR = 20000
 
 _I, _S, _M, _A, _X = re.IGNORECASE, re.DOTALL, re.MULTILINE, re.ASCII, re.VERBOSE
@@ -271,58 +274,6 @@ class _Compiler:
         return None
 
 
-def _literals(tree, flags: int):
-    """(prefix, required): literal code points every match starts with, and the longest run
-    of literal code points every match contains (case-sensitive literals only)."""
-    runs, cur = [], []
-    state = {"prefix": None, "broken": False}
-
-    def close():
-        if cur:
-            runs.append(list(cur))
-            if not state["broken"] and state["prefix"] is None:
-                state["prefix"] = list(cur)
-            cur.clear()
-        state["broken"] = True
-
-    def walk(items, fl):
-        for op, av in items:
-            name = str(op)
-            if name == "LITERAL" and not fl & _I:
-                cur.append(av)
-            elif name == "SUBPATTERN":
-                walk(av[3], (fl | av[1]) & ~av[2])
-            else:
-                close()
-
-    walk(tree, flags)
-    if cur:
-        runs.append(list(cur))
-        if not state["broken"] and state["prefix"] is None:
-            state["prefix"] = list(cur)
-    prefix = (state["prefix"] or [])[:MAX_LITERAL]
-    required = max(runs, key=len, default=[])[:MAX_LITERAL]
-    return prefix, required
-
-
-def _nullable(items) -> bool:
-    """Whether the parsed sequence can match the empty string."""
-    for op, av in items:
-        name = str(op)
-        if name in ("LITERAL", "NOT_LITERAL", "ANY", "IN"):
-            return False
-        if name == "BRANCH":
-            if not any(_nullable(alt) for alt in av[1]):
-                return False
-        elif name == "SUBPATTERN":
-            if not _nullable(av[3]):
-                return False
-        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
-            if av[0] > 0 and not _nullable(av[2]):
-                return False
-    return True
-
-
 def parse(pattern: str, flags: int = 0):
     if isinstance(pattern, bytes):
         raise UnsupportedPattern("bytes patterns are not supported by fastpass.regex: pass a str")
@@ -351,22 +302,25 @@ def compile_program(pattern: str, flags: int = 0) -> Program:
     pflags = (PF_SKIP_ASCII if skip_ok else 0) | (PF_FIRST_ASCII if skip_ok and ascii_only else 0)
     if not (instr[:, 0] == ASSERT).any():
         pflags |= PF_NO_ASSERT
-    prefix, required = _literals(tree, gflags)
+    prefix, required = literals(tree, gflags)
     # Jumping over a found prefix skips the threads that would start inside it: only when none
     # can (no prefix character after the first can start a match).
     if prefix and pflags == PF_SKIP_ASCII | PF_FIRST_ASCII | PF_NO_ASSERT and \
             not any(c < 128 and first_ascii[c] for c in prefix[1:]):
         pflags |= PF_PREFIX_JUMP
     bitmap = np.packbits(first_ascii, bitorder="little").view(np.uint32).astype(np.int64)
-    lits = np.array([len(prefix), len(required), *prefix, *required], dtype=np.int32)
+    span = lazy_span(tree, gflags)
+    if span is not None and span[0] == prefix:
+        pflags |= PF_LAZY_SPAN
+    suffix, saves = (span[1], span[2]) if pflags & PF_LAZY_SPAN else ([], [])
+    lits = np.array([len(prefix), len(required), *prefix, *required, len(suffix), *suffix,
+                     len(saves), *[x for s in saves for x in s]], dtype=np.int32)
     header = np.array([MAGIC, len(instr), 2 * (n_groups + 1), comp.lookahead, len(pool),
                        pflags, HEADER, HEADER + instr.size, *bitmap.tolist(),
                        HEADER + instr.size + pool.size], dtype=np.int64).astype(np.uint32).view(np.int32)
     code = np.concatenate([header, instr.ravel(), pool.ravel(), lits]).astype(np.int32)
     return Program(code=code, n_groups=n_groups, group_index=dict(state.groupdict),
                    lookahead=comp.lookahead, first_ascii=first_ascii, can_match_empty=empty)
-
-
 def _first_ascii(instr: np.ndarray, pool: np.ndarray):
     """ASCII bytes a match can start with, whether that set is usable to skip idle bytes
     (no assertion or match reachable before the first consuming instruction), and whether

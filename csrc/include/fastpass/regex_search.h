@@ -285,16 +285,25 @@ FASTPASS_HD int32_t cp_before(Src& src, int32_t e) {
   return last;
 }
 
-// First set with a single byte: the skip can use memchr.
+FASTPASS_HD FASTPASS_INLINE int popcount32(uint32_t x) {
+#if defined(__CUDA_ARCH__)
+  return __popc(x);
+#else
+  return __builtin_popcount(x);
+#endif
+}
+
+FASTPASS_HD FASTPASS_INLINE int ctz32(uint32_t x);
+
+// First set with a single byte: the skip can use memchr (per item: bit counts, not a bit loop).
 FASTPASS_HD FASTPASS_INLINE int single_first(const Prog& P) {
-  int found = -1;
-  for (int w = 0; w < 4; ++w)
-    for (int b = 0; b < 32; ++b)
-      if ((P.first_ascii[w] >> b) & 1u) {
-        if (found >= 0) return -1;
-        found = w * 32 + b;
-      }
-  return found;
+  int total = 0, found = -1;
+  for (int w = 0; w < 4; ++w) {
+    const int c = popcount32(P.first_ascii[w]);
+    if (c) found = w * 32 + ctz32(P.first_ascii[w]);
+    total += c;
+  }
+  return total == 1 ? found : -1;
 }
 
 FASTPASS_HD FASTPASS_INLINE int ctz32(uint32_t x) {
@@ -441,6 +450,20 @@ template <class Src>
 FASTPASS_HD bool vm_search(const Prog& P, int32_t* st, Src& src, int32_t from, int32_t prev,
                            int single) {
   vm_init(P, st, prev);
+  if (P.flags & kFlagLazySpan) {  // like <answer>(.*?)</answer> under DOTALL (_analysis.lazy_span)
+    const int32_t i = src.find(P.prefix, P.n_prefix, from);
+    if (i != -2) {  // the source can search literals (token rows cannot)
+      const int32_t j = i < 0 ? -1 : src.find(P.suffix, P.n_suffix, i + P.n_prefix);
+      if (j < 0) return false;  // no suffix after the first prefix: none after any later one
+      const Layout L{P.n_instr, P.n_slots};
+      for (int32_t k = 0; k < P.n_span_saves; ++k) {
+        const int32_t* sv = P.span_saves + 3 * k;  // ASCII literals: offsets in any unit
+        st[L.match() + sv[0]] = (sv[1] ? j : i) + sv[2];
+      }
+      st[H_STATUS] |= 3;
+      return true;
+    }
+  }
   // Prefilter: a text without the required literal has no match. With a literal prefix it is
   // checked from the first prefix found (a match contains it after its start), one scan in all.
   const bool can_skip0 = P.flags & kFlagSkipAscii;

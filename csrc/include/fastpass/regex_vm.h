@@ -22,13 +22,16 @@ constexpr int32_t kFlagSkipAscii = 1;   // idle scans may skip bytes that cannot
 constexpr int32_t kFlagFirstAscii = 2;  // ... including every non-ASCII code point
 constexpr int32_t kFlagNoAssert = 4;    // no assertion anywhere in the program
 constexpr int32_t kFlagPrefixJump = 8;  // a found literal prefix may be consumed in one move
+constexpr int32_t kFlagLazySpan = 16;   // prefix, lazy DOTALL dot, suffix: two literal searches
 
 struct Prog {
   const int32_t* instr;
   const int32_t* pool;
   const int32_t* prefix;    // every match starts with these code points
   const int32_t* required;  // every match contains these code points
-  int32_t n_prefix, n_required;
+  const int32_t* suffix;    // kFlagLazySpan: the literal after the lazy dot (ASCII)
+  const int32_t* span_saves;  // kFlagLazySpan: (slot, anchor 0 prefix / 1 suffix, offset)
+  int32_t n_prefix, n_required, n_suffix, n_span_saves;
   int32_t n_instr, n_slots, lookahead, flags;
   uint32_t first_ascii[4];
 };
@@ -47,6 +50,11 @@ FASTPASS_HD FASTPASS_INLINE Prog prog_view(const int32_t* code) {
   p.n_required = lits[1];
   p.prefix = lits + 2;
   p.required = lits + 2 + lits[0];
+  const int32_t* more = p.required + lits[1];
+  p.n_suffix = more[0];
+  p.suffix = more + 1;
+  p.n_span_saves = more[1 + more[0]];
+  p.span_saves = more + 2 + more[0];
   return p;
 }
 
