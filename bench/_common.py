@@ -23,18 +23,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def best_interleaved(fns: dict, reps: int = 7, warmup: int = 1) -> dict:
+def best_interleaved(fns: dict, reps: int = 7, warmup: int = 1, cpu: dict | None = None) -> dict:
     """Best (minimum) CPU wall seconds of each named fn over ``reps`` rounds that run every fn once,
-    in turn: on a shared machine the load drifts, and interleaving exposes each side to the same drift."""
+    in turn: on a shared machine the load drifts, and interleaving exposes each side to the same drift.
+    ``cpu``: a dict to fill with each fn's best process CPU seconds over the same rounds (for
+    one-thread code, its cost per core whatever share of the cores other processes take)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     best = {name: float("inf") for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - t0)
+            if cpu is not None:
+                cpu[name] = min(cpu.get(name, float("inf")), time.process_time() - c0)
     return best
 
 
