@@ -112,7 +112,7 @@ install_wheels() {  # carried pure-Python wheels (test deps the image lacks)
 build_step() {
   local archs; archs=$(cuda_archs)
   [ "$PLAN" = 1 ] && archs="<this GPU's compute capability, e.g. 90a>"
-  step build 150 env FASTPASS_CUDA=1 FASTPASS_CUDA_ARCHS="$archs" \
+  step build 140 env FASTPASS_CUDA=1 FASTPASS_CUDA_ARCHS="$archs" \
     $PY -m pip install --no-build-isolation --no-deps -e .
   [ "$PLAN" = 1 ] && return 0
   if [ "$LAST_RC" != 0 ]; then tail -30 "$LOGS/build.log" | tee -a "$SUMMARY"; return 1; fi
@@ -141,8 +141,8 @@ stage1() {
   install_wheels
   build_step || { end_stage; return 1; }
   # correctness of the engine on this GPU first (short), then the never-measured end-to-end numbers
-  pytest_step pytest_engine 90 tests/test_engine_gpu.py
-  bench_step e2e 225 --cases P1a,P1b,P1c
+  pytest_step pytest_engine 110 tests/test_engine_gpu.py
+  bench_step e2e 215 --cases P1a,P1b,P1c
   end_stage
 }
 

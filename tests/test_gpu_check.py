@@ -74,7 +74,7 @@ def test_a_smaller_stage_budget_cuts_and_skips_steps(tmp_path):
     summary = (out / "summary.txt").read_text()
     steps = _steps(summary)[1]
     assert sum(limit for _, limit, _ in steps) <= 200
-    assert [n for n, _, _ in steps] == ["build", "pytest_engine"] and steps[1][1] == 50
+    assert [n for n, _, _ in steps] == ["build", "pytest_engine"] and steps[1][1] == 60
     assert "stage 1 step bench_e2e: SKIPPED (stage budget spent)" in summary
 
 
