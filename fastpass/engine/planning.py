@@ -116,7 +116,9 @@ def run_chunks(adapter, chunks: list[list[ChunkItem]], num_prompts: int, n: int,
 
 # ---------------------------------------------------------------------------- continuous batching
 CPU_ROWS = 64        # decode rows on CPU (bench/bench_e2e.py P7: rows beyond this add attention, not speed)
-SLOTS_PER_ROW_SHARE = 3  # resident prompts per (rows / n): a prompt keeps its slot until its last sample ends
+# resident prompts per (rows / n): a prompt keeps its slot until its last sample ends, so on a
+# long-tailed job it holds rows / n x (its longest sample / the mean one) rows on average
+SLOTS_PER_ROW_SHARE = 4
 
 
 def _slot_bytes(adapter, prefix_capacity: int) -> int:
@@ -181,7 +183,7 @@ def run_continuous(adapter, items: list[ChunkItem], n: int, params: DecodeParams
                  for first, count in _missing(results.get(it.index), n)]
         rows, slots = max(1, rows // 2), max(1, slots // 2)
         stats["oom_splits"] += 1
-    for key in ("steps", "refills", "prefills", "graph", "row_steps", "live_row_steps", "threads"):
+    for key in ("steps", "refills", "prefills", "graph", "row_steps", "live_row_steps", "slot_starved", "threads"):
         stats[key] = decoder.stats.get(key)
     stats["rows"] = rows
 

@@ -119,7 +119,7 @@ class ContinuousDecoder:
         self.graphs: dict[int, object] = {}
         self.on_samples = None  # callback(count, tokens) as samples finish
         self.stats = {"steps": 0, "refills": 0, "prefills": 0, "graph": False, "row_steps": 0,
-                      "live_row_steps": 0}
+                      "live_row_steps": 0, "slot_starved": 0}
 
     # ---- the step (graph-safe: fixed buffers, in-place updates) ---------------------------
     def _sample(self, logits, rows, steps):
@@ -230,6 +230,8 @@ class ContinuousDecoder:
                 starts.append((free.pop(), s, slot.next_sample))
                 slot.next_sample += 1
                 slot.running += 1
+        if free and self.pending:  # rows idle until a resident prompt ends: more slots would use them
+            self.stats["slot_starved"] += len(free)
         if new_slots:
             self._prefill(new_slots)
         if starts:
