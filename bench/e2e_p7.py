@@ -32,6 +32,7 @@ class Side:
     wall_s: float | None
     lengths: np.ndarray | None
     note: str = ""
+    max_new_tokens: int | None = None  # the cap: a sample shorter than it ended on EOS
 
     @property
     def tokens(self) -> int:
@@ -72,7 +73,8 @@ def run_fastpass(model, tokenizer, prompts, n, max_new_tokens, eos_ids, seed=0, 
                            seed=seed, eos_token_id=list(eos_ids))
     wall = time.perf_counter() - t0
     return Side("fastpass", wall, batch.lengths.copy(),
-                f"Sampler.sample, one call for all prompts; decode threads {sampler.last_stats.get('threads')}")
+                f"Sampler.sample, one call for all prompts; decode threads {sampler.last_stats.get('threads')}",
+                max_new_tokens)
 
 
 def run_hf(model, prompts, n, max_new_tokens, eos_ids, pad_id) -> Side:
@@ -87,7 +89,8 @@ def run_hf(model, prompts, n, max_new_tokens, eos_ids, pad_id) -> Side:
                              eos_token_id=list(eos_ids), pad_token_id=pad_id)
         lengths.append(lengths_until_eos(out[:, ids.shape[1]:], eos_ids))
     wall = time.perf_counter() - t0
-    return Side("HF generate", wall, np.stack(lengths), "one generate(num_return_sequences=K) per problem")
+    return Side("HF generate", wall, np.stack(lengths), "one generate(num_return_sequences=K) per problem",
+                max_new_tokens)
 
 
 def run_vllm(folder, prompts, n, max_new_tokens, eos_ids) -> Side:
@@ -95,7 +98,7 @@ def run_vllm(folder, prompts, n, max_new_tokens, eos_ids) -> Side:
 
     r = vllm_baseline.generate(folder, prompts, n, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
                                eos_ids=list(eos_ids))
-    return Side("vLLM-CPU" if not folder.on_gpu else "vLLM", r.wall_s, r.lengths, r.note)
+    return Side("vLLM-CPU" if not folder.on_gpu else "vLLM", r.wall_s, r.lengths, r.note, max_new_tokens)
 
 
 def compare_lengths(a: np.ndarray, b: np.ndarray) -> dict:
@@ -113,8 +116,9 @@ def describe(side: Side) -> str:
         return f"{side.name}: {side.note}"
     lens = side.lengths.ravel()
     return (f"{side.name} {side.tokens} tokens in {side.wall_s:.1f} s, length mean {lens.mean():.1f} "
-            f"sd {lens.std(ddof=1) if lens.size > 1 else 0.0:.1f}, ended by EOS "
-            f"{100 * (lens < lens.max()).mean() if lens.size else 0:.0f}%")
+            f"sd {lens.std(ddof=1) if lens.size > 1 else 0.0:.1f}"
+            + ("" if side.max_new_tokens is None else
+               f", ended by EOS before the cap {100 * (lens < side.max_new_tokens).mean():.0f}%"))
 
 
 def rows_for(case: str, fast: Side, baselines: list[Side], load_note: str) -> list[dict]:
