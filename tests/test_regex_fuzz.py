@@ -14,7 +14,7 @@ from fastpass.regex.batch import make_items, run
 from test_regex import ReTooSlow, re_search_within
 
 NATIVE = _backend.has_native() and hasattr(_backend.native(), "regex_batch_cpu")
-N_PATTERNS = 5000
+N_PATTERNS = 5200  # ~5,000 compared after the few re cannot finish in time
 REFERENCE_EVERY = 10  # the pure-Python tier runs on every 10th pattern (it is ~100x slower)
 SEED = 20261201
 
@@ -126,7 +126,7 @@ def test_fuzz_against_re_zero_mismatches_and_few_refusals(record_property):
     record_property("re_too_slow", too_slow)
     print(f"\nregex fuzz: {patterns} valid patterns ({invalid} invalid skipped), {refused} refused, "
           f"{too_slow} where re took over 2 s, {len(mismatches)} mismatches")
-    assert patterns - refused - too_slow >= 4500  # compared: the corpus is mostly valid syntax
+    assert patterns - refused - too_slow >= 5000  # compared with re
     assert not mismatches, mismatches[:10]
     assert refused < 0.01 * patterns, refusals[:10]
     for pattern, msg in refusals:
