@@ -1,7 +1,9 @@
 """A fixed background load for the e2e benches: measure fastpass and its baselines on a busy machine.
 
 ``background_load("matmul")`` starts one process running a torch fp32 matmul loop with one thread,
-pinned to one core (the last one this process may use), and stops it on exit. It stands for the
+pinned to one core (the first one this process may use: the core vLLM-CPU's automatic binding
+computes on, reserving the last for its front end, so the load lands on a core every side uses),
+and stops it on exit. It stands for the
 neighbour a shared machine has (another job, a second screen): each side is timed idle and under
 the same load in one run, and the bench reports both and the slowdown. The process is ended by its
 own pid (SIGTERM, then SIGKILL), never by name."""
@@ -43,7 +45,7 @@ def describe(kind: str | None) -> str:
 
 def _core() -> int:
     try:
-        return max(os.sched_getaffinity(0))
+        return min(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         return -1
 
