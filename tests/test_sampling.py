@@ -238,6 +238,22 @@ def test_batch_independence_reference():
                                 sample_ids=pad_sid)[:20], part)
 
 
+@pytest.mark.parametrize("tier", ["reference", pytest.param("triton", marks=pytest.mark.skipif(
+    not usable("triton", "cpu"), reason="triton interpreter not available"))])
+def test_per_row_steps_equal_one_call_per_step(tier):
+    """Continuous batching draws each row at its own step: a step tensor [B] gives row i the
+    token a call with the scalar step[i] gives it."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 300, generator=g)
+    streams, samples = torch.arange(10, 15), torch.tensor([0, 3, 1, 7, 2])
+    steps = torch.tensor([0, 4, 4, 9, 2**40])
+    got = S.sample(logits, seed=7, stream_ids=streams, sample_ids=samples, step=steps, top_k=50, backend=tier)
+    for i in range(5):
+        one = S.sample(logits, seed=7, stream_ids=streams, sample_ids=samples, step=int(steps[i]), top_k=50,
+                       backend=tier)
+        assert got[i] == one[i]
+
+
 def test_key_changes_change_samples():
     logits = torch.zeros(500, 1000)
     base = S.sample(logits, seed=1, step=3)
@@ -303,10 +319,11 @@ def test_triton_public_op_batch_independence_and_nan_as_minus_inf():
     (dict(top_p=0.0), ValueError, "top_p"),
     (dict(top_p=1.5), ValueError, "top_p"),
     (dict(top_k=-2), ValueError, "top_k"),
-    (dict(top_k=2.5), ValueError, "top_k"),
+    (dict(top_k=2.5), TypeError, "top_k"),
     (dict(min_p=1.5), ValueError, "min_p"),
     (dict(seed=1.5), TypeError, "seed"),
-    (dict(step=torch.tensor([1, 2])), TypeError, "step"),
+    (dict(step=torch.tensor([1, 2, 3])), ValueError, "step"),  # per-row steps need one per row
+    (dict(step=torch.tensor([[1]])), TypeError, "step"),
     (dict(seed=torch.tensor(1.0)), TypeError, "seed"),
     (dict(stream_ids=torch.arange(3)), ValueError, "stream_ids"),
     (dict(sample_ids=torch.zeros(2, dtype=torch.int32)), ValueError, "sample_ids"),
