@@ -118,3 +118,14 @@ def test_token_grading_equals_text_grading_with_smollm2_tokenizer():
         by_text = rule.grade_texts(texts, golds)
         assert rule.grade_tokens(ids, golds, tok, [tok.eos_token_id], "cpu") == by_text, name
         assert any(by_text) and not all(by_text)
+
+
+def test_numeric_answers_become_plain_decimals_not_exponents():
+    from fastpass.screen.presets import get_preset
+    from fastpass.screen.problems import load_problems
+
+    rows = [{"question": "big?", "answer": 1e21}, {"question": "three?", "answer": 3}, {"question": "b?", "answer": True}]
+    probs = load_problems(rows[:2], get_preset("r1"))
+    assert [p.gold for p in probs] == ["1000000000000000000000", "3"]
+    with pytest.raises(ScreenError, match="not a string or a number"):
+        load_problems(rows[2:], get_preset("r1"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from fastpass.grading import BOXED, GSM8K_ANSWER, R1_ANSWER, GradePreset
+from fastpass.grading import BOXED, GSM8K_ANSWER, R1_ANSWER, GradePreset, gold_text
 from fastpass.screen.errors import ScreenError
 
 R1_ZERO_SYSTEM = (
@@ -51,7 +51,12 @@ class Template:
 
 
 def _gold_strip(value) -> str:
-    return str(value).strip()
+    if isinstance(value, str):
+        return value.strip()
+    try:  # a number as its plain decimal (1e21 -> "1000000000000000000000"), as fp.grade writes it
+        return gold_text(0, value)
+    except (TypeError, ValueError) as exc:
+        raise ScreenError(f"the answer {value!r} is not a string or a number: write it as a string") from exc
 
 
 def _gold_after_hashes(value) -> str:
