@@ -214,7 +214,9 @@ def p7_rows(quick: bool, loads, problems: int | None = None) -> list[dict]:
                 hf = e2e_p7.run_hf(model, prompts, n, new, eos, pad_id=int(tok.pad_token_id or eos[0]))
                 vl = (e2e_p7.run_vllm(folder, prompts, n, new, eos) if folder is not None
                       else e2e_p7.Side("vLLM", None, None, vllm_baseline.missing_note()))
-                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, [vl, hf], _load_note(load))
+                bw, peak, how = measure_ceilings("cpu")
+                roof = roofline_tokens_per_s(model, [len(p) for p in prompts], fast.lengths, bw, peak)
+                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, [vl, hf], _load_note(load), (roof, how))
             per_load[load] = {"fastpass": fast.tokens_per_s, "HF generate": hf.tokens_per_s,
                               "vLLM": vl.tokens_per_s}
     finally:

@@ -121,11 +121,14 @@ def describe(side: Side) -> str:
                f", ended by EOS before the cap {100 * (lens < side.max_new_tokens).mean():.0f}%"))
 
 
-def rows_for(case: str, fast: Side, baselines: list[Side], load_note: str) -> list[dict]:
-    """One row per baseline: tokens/s of both, the ratio, the two length tests in the note."""
+def rows_for(case: str, fast: Side, baselines: list[Side], load_note: str, roofline: tuple | None = None) -> list[dict]:
+    """One row per baseline: tokens/s of both, the ratio, the two length tests in the note;
+    ``roofline`` (tokens/s, how it was measured) adds fastpass's fraction of it."""
     rows = []
     for base in baselines:
         note = [load_note, describe(fast), describe(base)]
+        if roofline is not None:
+            note.insert(1, f"roofline {roofline[0]:.0f} tok/s for these lengths ({roofline[1]})")
         if fast.lengths is not None and base.lengths is not None:
             t = compare_lengths(fast.lengths, base.lengths)
             note.append(f"lengths vs {base.name}: KS D={t['ks_stat']:.3f} p={t['ks_p']:.3f}, "
@@ -133,5 +136,7 @@ def rows_for(case: str, fast: Side, baselines: list[Side], load_note: str) -> li
         b = base.tokens_per_s
         rows.append(dict(bench="e2e", case=case, fastpass=fast.tokens_per_s, baseline_name=base.name, baseline=b,
                          unit="tok/s", ratio=fast.tokens_per_s / b if b and fast.tokens_per_s else None,
+                         roofline_frac=(fast.tokens_per_s / roofline[0]
+                                        if roofline is not None and fast.tokens_per_s else None),
                          note="; ".join(note)))
     return rows

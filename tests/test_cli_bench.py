@@ -291,6 +291,10 @@ def test_p7_sides_sample_the_same_length_distribution_on_a_tiny_model():
     rows = p7.rows_for("P7 tiny", fast, [hf], "[idle]")
     assert rows[0]["ratio"] == pytest.approx(fast.tokens_per_s / hf.tokens_per_s)
     assert "KS D=" in rows[0]["note"] and "Mann-Whitney p=" in rows[0]["note"]
+    assert rows[0]["roofline_frac"] is None and "roofline" not in rows[0]["note"]
+    rows = p7.rows_for("P7 tiny", fast, [hf], "[idle]", (4 * fast.tokens_per_s, "measured now"))
+    assert rows[0]["roofline_frac"] == pytest.approx(0.25)
+    assert "roofline" in rows[0]["note"] and "measured now" in rows[0]["note"]
 
 
 def test_p1_cases_run_on_cpu_with_a_tiny_model():
