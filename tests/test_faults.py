@@ -75,7 +75,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def _one_line_error(code, err, *patterns):
+def assert_one_line_error(code, err, *patterns):
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     for p in patterns:
@@ -99,7 +99,7 @@ def test_second_run_on_a_busy_folder_is_refused_naming_the_holder(tiny, tmp_path
         second = _popen(*args, "--resume")
         _, err = second.communicate(timeout=180)
         assert first.poll() is None, "the first run ended before the second one checked the folder"
-        _one_line_error(second.returncode, err.strip(), f"pid {first.pid}", str(out), "another --out")
+        assert_one_line_error(second.returncode, err.strip(), f"pid {first.pid}", str(out), "another --out")
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
@@ -188,7 +188,7 @@ def test_injected_write_failure_keeps_whole_lines_and_resume_finishes(tiny, data
     args = ["--model", str(folder), "--data", str(data), "--out", str(out), *ARGS]
     _fail_nth_write(monkeypatch, 5, code)  # the 5th line is torn mid-write by the "disk"
     err_code, err = _cli(capsys, *args)
-    _one_line_error(err_code, err, os.strerror(code), str(out / "samples.jsonl"), "--resume")
+    assert_one_line_error(err_code, err, os.strerror(code), str(out / "samples.jsonl"), "--resume")
     assert ("free space" in err) == (code == errno.ENOSPC)
     assert len(_lines(out / "samples.jsonl")) == 4  # cut back to the last complete line
     assert not (out / "report.json").exists()
@@ -270,11 +270,11 @@ def test_real_full_disk_then_resume_gives_the_uninterrupted_counts(tiny, data, r
     filler.write_bytes(b"\0" * (free - 3 * 4096))  # room for the lock file and a few samples lines
     args = ["--model", str(folder), "--data", str(data), "--out", str(out), "--save-completions", *ARGS]
     code, err = _cli(capsys, *args)
-    _one_line_error(code, err, "No space left on device while writing", str(out / "samples.jsonl"), "free space")
+    assert_one_line_error(code, err, "No space left on device while writing", str(out / "samples.jsonl"), "free space")
     kept = _lines(out / "samples.jsonl")
     assert 1 <= len(kept) < 24
     code, err = _cli(capsys, *args, "--resume")  # still full: same error, still whole lines, nothing lost
-    _one_line_error(code, err, "No space left on device")
+    assert_one_line_error(code, err, "No space left on device")
     assert len(_lines(out / "samples.jsonl")) >= len(kept)
     for name in ("report.json", "report.md", "passk.png"):
         assert not (out / name).exists() or (out / name).stat().st_size > 0, name
@@ -307,7 +307,7 @@ def test_swapped_data_or_changed_gold_on_resume_is_refused_naming_the_problem(ti
     for path, why in [(b, "holds problem 'france' where the data now has 'egypt'"),
                       (gold, "question, gold or prompt changed"), (question, "question, gold or prompt changed")]:
         code, err = _cli(capsys, *base, "--data", str(path), "--resume")
-        _one_line_error(code, err, "samples.jsonl:1", why, "cannot resume problem")
+        assert_one_line_error(code, err, "samples.jsonl:1", why, "cannot resume problem")
         assert (out / "samples.jsonl").read_bytes() == before  # nothing rewritten, nothing lost
     code, err = _cli(capsys, *base, "--data", str(more), "--resume")  # a problem added at the end is fine
     assert code == 0, err
@@ -328,7 +328,8 @@ def test_bad_samples_rows_give_one_line_naming_the_line(tiny, data, tmp_path, ca
     (out / "samples.jsonl").write_text(bad)
     code, err = _cli(capsys, "--model", str(folder), "--data", str(data), "--out", str(out), "--limit", "1",
                      "--resume", *ARGS)
-    _one_line_error(code, err, f"{out / 'samples.jsonl'}:1: not a samples line", why, "remove that line")
+    assert_one_line_error(code, err, f"{out / 'samples.jsonl'}:1: not a samples line", why, "remove that line")
+    assert (out / "samples.jsonl").read_text() == bad  # refused before anything was written: nothing lost
 
 
 # ---- random kills -------------------------------------------------------------------------------
