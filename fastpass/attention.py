@@ -247,9 +247,19 @@ def decode_attention_reference(q, prefix_k, prefix_v, prefix_lens, suffix_k, suf
     return out.to(q.dtype)
 
 
+CPU_KERNELS = ("sse", "avx2", "avx512")  # the C++ tier's builds of one source, by vector width
+
+
+def cpu_kernels() -> list[str]:
+    """The C++ tier's kernels this CPU runs, best last (the tier picks the best)."""
+    isas = native().decode_attention_cpu_isas()
+    return [name for i, name in enumerate(CPU_KERNELS) if isas >> i & 1]
+
+
 def decode_attention_cpu(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v, suffix_lens, seq_offsets,
-                         scale, softcap=0.0, sliding_window=0, suffix_rows=None):
-    """The C++ tier: fp32 (other dtypes are converted, as the reference does), one call per layer."""
+                         scale, softcap=0.0, sliding_window=0, suffix_rows=None, kernel=None):
+    """The C++ tier: fp32 (other dtypes are converted, as the reference does), one call per layer.
+    ``kernel``: one of :func:`cpu_kernels` (tests run each), default the best."""
     n, hq, d = q.shape
     num_prompts, hkv, lp, _ = prefix_k.shape
     f32 = lambda t: t.to(torch.float32).contiguous()
@@ -262,7 +272,7 @@ def decode_attention_cpu(q, prefix_k, prefix_v, prefix_lens, suffix_k, suffix_v,
         native().decode_attention_cpu(*(t.data_ptr() for t in tensors), rows.data_ptr() if rows is not None else 0,
                                       out.data_ptr(), n, hq, hkv, d,
                                       num_prompts, lp, suffix_k.shape[2], scale, softcap, sliding_window,
-                                      torch.get_num_threads())
+                                      torch.get_num_threads(), -1 if kernel is None else CPU_KERNELS.index(kernel))
     return out.to(q.dtype)
 
 

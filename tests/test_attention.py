@@ -293,6 +293,9 @@ CPU_SHAPES = DECODE_SHAPES + [
 ]
 
 
+CPU_KERNELS = A.cpu_kernels() if CPU_TIER else []
+
+
 @needs_cpu_tier
 @pytest.mark.parametrize("shape", CPU_SHAPES)
 @pytest.mark.parametrize("softcap,window", OPTIONS)
@@ -303,6 +306,18 @@ def test_decode_cpu_tier_matches_reference(shape, softcap, window):
     ref = A.decode_attention(**c, **kw, backend="reference")
     got = A.decode_attention(**c, **kw, backend="cpu")
     torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5)
+    for kernel in CPU_KERNELS:  # every vector width this CPU runs, not only the one the tier picks
+        got = A.decode_attention_cpu(**c, **kw, kernel=kernel)
+        torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5, msg=lambda m: f"kernel {kernel}: {m}")
+
+
+@needs_cpu_tier
+def test_cpu_kernels_include_the_baseline_and_refuse_what_the_cpu_lacks():
+    assert CPU_KERNELS[0] == "sse"
+    c = decode_case([3, 2], [37, 20], [1, 5, 9, 3, 2], seed=2)
+    for kernel in set(A.CPU_KERNELS) - set(CPU_KERNELS):
+        with pytest.raises(ValueError, match="lacks the requested kernel"):
+            A.decode_attention_cpu(**c, scale=0.25, kernel=kernel)
 
 
 @needs_cpu_tier
@@ -427,3 +442,15 @@ def test_decode_suffix_rows_out_of_range_is_one_line_error():
     c["suffix_rows"] = torch.tensor([0, 1, 4], dtype=torch.int32)
     with pytest.raises(ValueError, match="suffix_rows must index suffix_k's 4 rows"):
         A.decode_attention(**c, scale=0.25)
+
+
+@needs_cpu_tier
+def test_decode_cpu_tier_large_call_split_across_threads_matches_reference():
+    # the P7 shape (4 prompts x 16 samples, SmolLM2 heads): enough work per call for the tier to
+    # spread its (prompt, kv head) units over every torch thread
+    slens = [1 + (37 * i) % 200 for i in range(64)]
+    c = decode_case([16] * 4, [130, 90, 150, 111], slens, 9, 3, 64, seed=11)
+    ref = A.decode_attention(**c, scale=0.125, backend="reference")
+    for kernel in CPU_KERNELS:
+        got = A.decode_attention_cpu(**c, scale=0.125, kernel=kernel)
+        torch.testing.assert_close(got, ref, atol=2e-6, rtol=1e-5, msg=lambda m: f"kernel {kernel}: {m}")

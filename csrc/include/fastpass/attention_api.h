@@ -26,6 +26,9 @@ struct DecodeAttentionArgs {
   int32_t window;        // sliding window, 0 = off
 };
 
-void decode_attention_cpu(const DecodeAttentionArgs& a, int num_threads);
+// isa: -1 the best this CPU runs, else 0 baseline x86-64 (SSE), 1 AVX2+FMA, 2 AVX-512 (tests run each).
+void decode_attention_cpu(const DecodeAttentionArgs& a, int num_threads, int isa = -1);
+// bit i set: kernel isa i runs on this CPU
+int cpu_isas();
 
 }  // namespace fastpass
