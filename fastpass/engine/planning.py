@@ -115,7 +115,7 @@ def run_chunks(adapter, chunks: list[list[ChunkItem]], num_prompts: int, n: int,
 
 
 # ---------------------------------------------------------------------------- continuous batching
-CPU_ROWS = 128       # decode rows on CPU (bench/bench_e2e.py P7: 128 rows ran 1.4x the tokens/s of 64 on 2 cores)
+CPU_ROWS = 64        # decode rows on CPU; 128 ran P7 1.4x faster but breaks resume exactness (RESULTS.md, 2026-12-02)
 # resident prompts per (rows / n): a prompt keeps its slot until its last sample ends, so on a
 # long-tailed job it holds rows / n x (its longest sample / the mean one) rows on average
 SLOTS_PER_ROW_SHARE = 4
