@@ -18,6 +18,9 @@
 #include "fastpass/attention_api.h"
 
 #define FP_INLINE __attribute__((always_inline)) inline
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)  // target attributes and CPU checks
+#define FP_X86_KERNELS 1
+#endif
 #if defined(__clang__)  // GCC's one-vector permute, spelled the clang way
 #define FP_PERMUTE(v, I, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
 #else
@@ -335,7 +338,7 @@ FP_INLINE void run_unit_impl(const DecodeAttentionArgs& a, const Unit& u, Scratc
 
 using RunUnit = void (*)(const DecodeAttentionArgs&, const Unit&, Scratch&);
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#ifdef FP_X86_KERNELS
 __attribute__((target("avx512f"))) void run_unit_avx512(const DecodeAttentionArgs& a, const Unit& u, Scratch& w) {
   run_unit_impl<16>(a, u, w);
 }
@@ -345,16 +348,11 @@ __attribute__((target("avx2,fma"))) void run_unit_avx2(const DecodeAttentionArgs
 #endif
 void run_unit_base(const DecodeAttentionArgs& a, const Unit& u, Scratch& w) { run_unit_impl<4>(a, u, w); }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#ifdef FP_X86_KERNELS
 const RunUnit kKernels[] = {run_unit_base, run_unit_avx2, run_unit_avx512};
 #else
 const RunUnit kKernels[] = {run_unit_base};
 #endif
-
-int best_isa() {
-  const int isas = cpu_isas();
-  return isas & 4 ? 2 : isas & 2 ? 1 : 0;
-}
 
 void run_units(const DecodeAttentionArgs& a, const std::vector<Unit>& units, std::atomic<size_t>& next,
                RunUnit run_unit) {
@@ -366,7 +364,7 @@ void run_units(const DecodeAttentionArgs& a, const std::vector<Unit>& units, std
 
 int cpu_isas() {
   int isas = 1;
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#ifdef FP_X86_KERNELS
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas |= 2;
   if (__builtin_cpu_supports("avx512f")) isas |= 4;
@@ -375,9 +373,9 @@ int cpu_isas() {
 }
 
 void decode_attention_cpu(const DecodeAttentionArgs& a, int num_threads, int isa) {
-  static const int best = best_isa();
-  if (isa < 0) isa = best;
-  if (isa > 2 || !(cpu_isas() >> isa & 1)) throw std::invalid_argument("this CPU lacks the requested kernel");
+  static const int isas = cpu_isas();
+  if (isa < 0) isa = isas & 4 ? 2 : isas & 2 ? 1 : 0;  // the widest this CPU runs
+  if (isa > 2 || !(isas >> isa & 1)) throw std::invalid_argument("this CPU lacks the requested kernel");
   const RunUnit run_unit = kKernels[isa];
   const int64_t G = a.num_q_heads / a.num_kv_heads;
   std::vector<Unit> units;
