@@ -289,7 +289,22 @@ def _prefill_sdpa(q, k, v, scale, sliding_window):
 
 
 def prefill_attention_reference(q, k, v, cu_seqlens, scale, softcap=0.0, sliding_window=0):
-    """Causal varlen attention: sequences padded to one batch, queries chunked to bound memory."""
+    """Causal varlen attention: sequences padded to one batch, queries chunked to bound memory.
+    On CPU (the engine's tier there) each sequence is computed alone, so its output is a function
+    of that sequence only and never of the prompts prefilled beside it: padding lengths and batch
+    shapes change the kernels' summation order."""
+    if q.device.type == "cpu" and cu_seqlens.numel() > 2:
+        cu = cu_seqlens.to(torch.int64).tolist()
+        out = torch.zeros(q.shape, dtype=q.dtype)
+        one = torch.tensor([0, 0], dtype=torch.int32)
+        for a, b in zip(cu[:-1], cu[1:]):
+            one[1] = b - a
+            out[a:b] = _prefill_batch(q[a:b], k[a:b], v[a:b], one, scale, softcap, sliding_window)
+        return out
+    return _prefill_batch(q, k, v, cu_seqlens, scale, softcap, sliding_window)
+
+
+def _prefill_batch(q, k, v, cu_seqlens, scale, softcap, sliding_window):
     t, hq, d = q.shape
     hkv = k.shape[1]
     g = hq // hkv

@@ -4,7 +4,14 @@ A decode step multiplies a few rows (the live samples) by every weight matrix. T
 GEMM reaches ~8 GB/s of weight traffic at 16 rows on the 2-core build machine; the same GEMMs on
 weights reordered once into oneDNN's blocked layout run ~2x faster (the layout inductor's CPU
 freezing pass uses). The packed copies live beside the model's weights (the model is never
-modified) and are repacked when a weight changes in place or is replaced."""
+modified) and are repacked when a weight changes in place or is replaced.
+
+They are also what makes the CPU forward batch-invariant: oneDNN's packed GEMM gives every row the
+same bits whatever the number of rows, their position and the thread count (checked for M 1..2048,
+1 and 2 threads), while torch's default CPU GEMM takes other kernels for a few rows (M < 4, and
+5-7, 9-11 on 2 threads). So a sample's logits would depend on which samples share its steps, and a
+resumed screen would draw other samples than an uninterrupted one. Hence every model is packed,
+however small."""
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +21,6 @@ import weakref
 
 import torch
 
-MIN_WEIGHT_BYTES = 32 << 20  # below this the GEMMs are cheap; small (test) models keep torch's exact kernels
 _DTYPES = (torch.float32, torch.bfloat16)
 _BATCH_HINT = 64  # oneDNN picks its blocking for this many rows; measured flat from 1 to 64 rows
 
@@ -50,12 +56,12 @@ def _packable(module) -> bool:
 
 
 def worth_packing(model) -> bool:
-    """True on CPU for float32/bfloat16 models with enough linear weights to matter and memory for a copy."""
+    """True on CPU for float32 (bfloat16 where native) models with memory for a copy."""
     if not available():
         return False
     nbytes = sum(m.weight.numel() * m.weight.element_size() for m in model.modules() if _packable(m))
     free = _mem_available()
-    return nbytes >= MIN_WEIGHT_BYTES and (free is None or 2 * nbytes < free)
+    return nbytes > 0 and (free is None or 2 * nbytes < free)
 
 
 class PackedLinears:

@@ -99,10 +99,11 @@ class Sampler:
     default elsewhere); ``use_graph`` (default: on CUDA) captures the decode step in CUDA graphs
     (continuous: one per batch-size bucket); ``max_rows`` caps the samples decoded together;
     ``compact`` (lockstep decoding only, default on) drops finished rows once half of a chunk has
-    finished; ``pack_weights`` (default: on CPU for models with >= 32 MiB of linear weights, memory
-    permitting) runs the linear layers on a oneDNN-packed copy of their weights, kept per model and
-    repacked when they change (logits then match the model's own forward to float rounding, not
-    bit for bit; pass False for torch's kernels)."""
+    finished; ``pack_weights`` (default: on CPU, memory permitting) runs the linear layers on a
+    oneDNN-packed copy of their weights, kept per model and repacked when they change: faster, and
+    batch-invariant, so a sample's tokens do not depend on which samples share its steps (logits
+    match the model's own forward to float rounding, not bit for bit; pass False for torch's
+    kernels, which are not batch-invariant)."""
 
     def __init__(self, model, tokenizer=None, backend: str | None = None, use_graph: bool | None = None,
                  compact: bool | None = None, max_rows: int | None = None, pack_weights: bool | None = None,
