@@ -10,6 +10,7 @@ import torch
 from fastpass.engine._ops import decode_attention, prefill_attention
 
 ATTN_NAME = "fastpass"
+CPU_MIN_BATCH = 4
 # config attributes whose attention semantics the split kernels do not implement
 _UNSUPPORTED_CONFIG = {
     "attention_chunk_size": "chunked local attention",
@@ -101,6 +102,9 @@ class ModelAdapter:
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.max_positions = getattr(self.text_config, "max_position_embeddings", None)
         self.prefill_token_budget = prefill_token_budget or (8192 if self.device.type == "cuda" else 2048)
+        # CPU GEMMs run at least this many rows: on SSE/AVX hosts oneDNN gives a lone row other bits
+        # than the same row in a batch, so a sample's logits would depend on what shares its step
+        self.min_batch = CPU_MIN_BATCH if self.device.type == "cpu" else 1
 
     def kv_bytes_per_token(self) -> int:
         t = self.text_config
@@ -151,10 +155,12 @@ class ModelAdapter:
         input_ids = torch.tensor(flat, dtype=torch.long, device=dev)[None]
         positions = torch.cat([torch.arange(n, device=dev) for n in lens])[None]
         last = torch.tensor(lens, device=dev).cumsum(0) - 1
+        if dev.type == "cpu" and len(ids) < self.min_batch:  # repeated rows: the LM head's batch invariance
+            last = torch.cat([last, last[-1:].expand(self.min_batch - len(ids))])
         store.begin_prefill([slots[i] for i in ids], lens)
         res = self.model(input_ids=input_ids, position_ids=positions, use_cache=False, fastpass_kv=store,
                          logits_to_keep=last)
-        return res.logits[0]
+        return res.logits[0, :len(ids)]
 
     def decode(self, store, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """One token per sequence (tokens, positions: [N]); returns logits [N, V]. No host sync."""

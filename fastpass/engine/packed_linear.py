@@ -7,11 +7,12 @@ freezing pass uses). The packed copies live beside the model's weights (the mode
 modified) and are repacked when a weight changes in place or is replaced.
 
 They are also what makes the CPU forward batch-invariant: oneDNN's packed GEMM gives every row the
-same bits whatever the number of rows, their position and the thread count (checked for M 1..2048,
-1 and 2 threads), while torch's default CPU GEMM takes other kernels for a few rows (M < 4, and
-5-7, 9-11 on 2 threads). So a sample's logits would depend on which samples share its steps, and a
-resumed screen would draw other samples than an uninterrupted one. Hence every model is packed,
-however small."""
+same bits whatever the number of rows (from 2; on AVX2 from 1), their position and the thread count
+(checked for M up to 2048 on 1 and 2 threads), while torch's default CPU GEMM takes other kernels for
+a few rows (M < 4, and 5-7, 9-11 on 2 threads). So a sample's logits would depend on which samples
+share its steps, and a resumed screen would draw other samples than an uninterrupted one. Hence
+every model is packed, however small, and the engine never runs fewer than 4 rows through a CPU GEMM
+(model_adapter.CPU_MIN_BATCH)."""
 from __future__ import annotations
 
 import contextlib

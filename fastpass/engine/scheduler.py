@@ -78,8 +78,11 @@ class ContinuousDecoder:
                  results: dict | None = None):
         self.adapter, self.p, self.n = adapter, p, n
         self.pending = deque(items)
-        self.rows, self.num_slots = rows, slots
         dev = self.device = adapter.device
+        self.min_batch = adapter.min_batch  # small CPU batches are padded with idle rows
+        self.sample_rows = rows  # rows that take samples; any beyond them only pad small CPU batches
+        rows = self.rows = max(rows, self.min_batch)
+        self.num_slots = slots
         # CUDA: one captured graph per batch bucket; static_batch (tests on CPU) pads to the
         # buckets without graphs, exercising the exact shapes the graphs replay
         self.use_graph = dev.type == "cuda" and p.use_graph is not False
@@ -209,7 +212,7 @@ class ContinuousDecoder:
     def _admit(self) -> bool:
         """Give free rows to pending samples (resident prompts first, then new prompts prefilled
         into free slots, at most one prefill token budget per refill). Returns whether any row started."""
-        free = [r for r in reversed(range(self.rows)) if self.row_owner[r] is None]  # pop() = lowest row
+        free = [r for r in reversed(range(self.sample_rows)) if self.row_owner[r] is None]  # pop() = lowest
         starts = []  # (row, slot, sample)
         for s, slot in enumerate(self.slot_items):
             while free and slot is not None and slot.next_sample < slot.item.count:
@@ -278,15 +281,16 @@ class ContinuousDecoder:
         self._record(rows, steps, self._sample(logits, rows, steps))
 
     def _reorder(self) -> int:
-        """Batch = live rows grouped by slot (padded to a graph bucket on CUDA); returns its size."""
+        """Batch = live rows grouped by slot (padded to a graph bucket on CUDA, to CPU_MIN_BATCH rows on
+        CPU); returns its size."""
         live = sorted((s, r) for r, own in enumerate(self.row_owner) if own is not None for s in [own[0]])
         counts = [0] * self.num_slots
         for s, _ in live:
             counts[s] += 1
         order = [r for _, r in live]
         b = len(order)
-        if self.static and b:
-            b = _bucket(b, self.rows)
+        if b and (self.static or b < self.min_batch):
+            b = _bucket(b, self.rows) if self.static else self.min_batch
             idle = [r for r in range(self.rows) if self.row_owner[r] is None]
             order += idle[:b - len(order)]
             counts[-1] += b - len(live)  # idle rows ride along with the last slot (done: never recorded)
