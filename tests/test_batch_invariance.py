@@ -75,36 +75,42 @@ def test_logits_do_not_depend_on_what_shares_the_batch(family):
     _assert_invariant(tiny_model(family, seed=1), _prompts(10), cases)
 
 
-def wide_model_check():
-    """SmolLM2-wide layers (576 / 1536): on SSE/AVX hosts oneDNN computes a lone row with another
-    kernel than a batch, so this needs the engine's padding of small CPU batches (and of the LM
-    head's rows at prefill); prompts are admitted one at a time with 1 row."""
+WIDE_CASES = [(0, 1, 1), (0, 3, 2), (2, 64, 1)]  # prompts admitted one at a time with 1 row
+
+
+def _wide_model():
+    """SmolLM2-wide layers (576 / 1536): where oneDNN computes a lone row with another kernel than a
+    batch (SSE/AVX hosts), invariance needs the engine's padding of small CPU batches (and of the LM
+    head's rows at prefill)."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from fastpass.engine.tiny_models import COMMON
 
-    x, w = torch.randn(8, 576), torch.randn(1536, 576)
-    packed = torch.ops.mkldnn._reorder_linear_weight(w, 64)
-    linear = lambda a: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
-    lone_row_differs = not torch.equal(linear(x[:1]), linear(x)[:1])
     torch.manual_seed(0)
     cfg = LlamaConfig(**dict(COMMON, hidden_size=576, intermediate_size=1536, num_attention_heads=9,
                              num_key_value_heads=3))
     model = AutoModelForCausalLM.from_config(cfg).eval()
     model.generation_config.eos_token_id = None
-    _assert_invariant(model, _prompts(6, seed=2), [(0, 1, 1), (0, 3, 2), (2, 64, 1)])
-    return lone_row_differs
+    return model
+
+
+def _lone_row_differs() -> bool:
+    x, w = torch.randn(8, 576), torch.randn(1536, 576)
+    packed = torch.ops.mkldnn._reorder_linear_weight(w, 64)
+    linear = lambda a: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+    return not torch.equal(linear(x[:1]), linear(x)[:1])
 
 
 def test_wide_layers_on_this_cpu():
-    wide_model_check()
+    _assert_invariant(_wide_model(), _prompts(6, seed=2), WIDE_CASES)
 
 
 def test_wide_layers_on_an_sse_host():
     """oneDNN restricted to SSE4.1 (as on a CPU without AVX) gives a lone row other bits: the check
     can fail there, and passes because the engine never runs a CPU GEMM on fewer than 4 rows."""
     code = ("import sys; sys.path.insert(0, 'tests'); import test_batch_invariance as t; "
-            "sys.exit(0 if t.wide_model_check() else 3)")
+            "t._assert_invariant(t._wide_model(), t._prompts(6, seed=2), t.WIDE_CASES); "
+            "sys.exit(0 if t._lone_row_differs() else 3)")
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="SSE41", OMP_NUM_THREADS="2")
     run = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
                          capture_output=True, text=True, timeout=600)
