@@ -155,7 +155,7 @@ class ModelAdapter:
         input_ids = torch.tensor(flat, dtype=torch.long, device=dev)[None]
         positions = torch.cat([torch.arange(n, device=dev) for n in lens])[None]
         last = torch.tensor(lens, device=dev).cumsum(0) - 1
-        if dev.type == "cpu" and len(ids) < self.min_batch:  # repeated rows: the LM head's batch invariance
+        if len(ids) < self.min_batch:  # repeated rows: the LM head's batch invariance (CPU)
             last = torch.cat([last, last[-1:].expand(self.min_batch - len(ids))])
         store.begin_prefill([slots[i] for i in ids], lens)
         res = self.model(input_ids=input_ids, position_ids=positions, use_cache=False, fastpass_kv=store,
