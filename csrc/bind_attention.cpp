@@ -27,6 +27,11 @@ void bind_attention(py::module_& m) {
       "best; see attention_api.h)");
   m.def("decode_attention_cpu_isas", &cpu_isas, "bit i set: the CPU decode attention kernel i (0 SSE, 1 AVX2, "
         "2 AVX-512) runs on this CPU");
+#ifdef FASTPASS_OPENMP
+  m.attr("decode_attention_cpu_openmp") = true;
+#else
+  m.attr("decode_attention_cpu_openmp") = false;
+#endif
 }
 
 }  // namespace fastpass

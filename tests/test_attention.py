@@ -3,12 +3,14 @@ over each sequence's duplicated prompt + suffix, and every tier against the refe
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from fastpass import attention as A
-from fastpass._backend import usable
+from fastpass._backend import native, usable
 
 TRITON_OK = usable("triton", "cpu") or torch.cuda.is_available()
 needs_triton = pytest.mark.skipif(not TRITON_OK, reason="triton not installed")
@@ -335,6 +337,38 @@ def test_decode_cpu_tier_equals_plain_attention_over_duplicated_prompt():
     c = decode_case([16], [256], [17] * 16, 9, 3, 64, seed=1)
     got = A.decode_attention(**c, scale=0.125, backend="cpu")
     torch.testing.assert_close(got.double(), decode_plain(c, 0.125), atol=1e-5, rtol=1e-5)
+
+
+@needs_cpu_tier
+def test_decode_cpu_tier_threads_give_the_same_bits():
+    # large enough for the tier to split its (prompt, kv head) units over 2 threads (>= 16 MFLOP)
+    c = decode_case([16, 16, 16], [300, 200, 250], [40 + i for i in range(48)], 9, 3, 64, seed=4)
+    ref = A.decode_attention(**c, scale=0.125, backend="reference")
+    n = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(A.decode_attention(**c, scale=0.125, backend="cpu"))
+    finally:
+        torch.set_num_threads(n)
+    torch.testing.assert_close(outs[1], ref, atol=2e-6, rtol=1e-5)
+    assert torch.equal(outs[0], outs[1])  # each unit runs whole on one thread
+
+
+@needs_cpu_tier
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps (Linux)")
+@pytest.mark.parametrize("first", ["torch", "fastpass._C"])
+def test_cpu_tier_shares_torchs_openmp_runtime(first):
+    # the tier's threads are torch's OpenMP pool only while one libgomp is loaded, whichever
+    # module is imported first
+    if not native().decode_attention_cpu_openmp:
+        pytest.skip("built without OpenMP (not GCC): the tier uses plain threads")
+    second = "fastpass._C" if first == "torch" else "torch"
+    code = (f"import {first}, {second}\n"
+            "print(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'libgomp' in l}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert len(eval(out)) == 1, out
 
 
 def test_cpu_tier_refuses_cuda_tensors_by_name():

@@ -389,14 +389,21 @@ void decode_attention_cpu(const DecodeAttentionArgs& a, int num_threads, int isa
   }
   flops *= a.num_kv_heads * a.head_dim * 4;
   std::atomic<size_t> next{0};
-  // Extra threads pay only for large calls: right after a torch op its OpenMP workers keep
-  // spinning on the other cores for a while, and a thread started here competes with them.
   int threads = (int)std::min<int64_t>(std::max(1, num_threads), (int64_t)units.size());
   threads = (int)std::min<int64_t>(threads, std::max<int64_t>(1, flops / kFlopsPerThread));
+#ifdef FASTPASS_OPENMP
+  // torch's own OpenMP pool (one libgomp per process: the module links the libgomp.so.1 torch has
+  // already loaded). Right after a torch op its workers still spin on the other cores: a thread
+  // started here would compete with them for ~1/3 of the call (measured), while they take this
+  // region at once.
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  run_units(a, units, next, run_unit);
+#else
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(run_units, std::cref(a), std::cref(units), std::ref(next), run_unit);
   run_units(a, units, next, run_unit);
   for (auto& th : pool) th.join();
+#endif
 }
 
 }  // namespace fastpass
