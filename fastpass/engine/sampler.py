@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 import torch
 
-from fastpass.engine import packed_linear
+from fastpass.engine import cpu_memory, packed_linear
 from fastpass.engine.cpu_threads import restored_threads
 from fastpass.engine.decode_loop import REASON_NAMES, ChunkItem, DecodeParams
 from fastpass.engine.model_adapter import ModelAdapter
@@ -103,7 +103,9 @@ class Sampler:
     oneDNN-packed copy of their weights, kept per model and repacked when they change: faster, and
     batch-invariant, so a sample's tokens do not depend on which samples share its steps (logits
     match the model's own forward to float rounding, not bit for bit; pass False for torch's
-    kernels, which are not batch-invariant)."""
+    kernels, which are not batch-invariant). On CPU with glibc the first call fixes malloc's mmap and
+    trim thresholds so each step's large blocks are reused, not faulted in anew
+    (:mod:`fastpass.engine.cpu_memory`; ``FASTPASS_MALLOC_TUNING=0`` leaves malloc alone)."""
 
     def __init__(self, model, tokenizer=None, backend: str | None = None, use_graph: bool | None = None,
                  compact: bool | None = None, max_rows: int | None = None, pack_weights: bool | None = None,
@@ -210,6 +212,8 @@ class Sampler:
     @contextlib.contextmanager
     def _engaged(self):
         packed = self._packed.installed() if self._packed is not None else contextlib.nullcontext()
+        if self.adapter.device.type == "cpu":
+            cpu_memory.keep_freed_blocks()
         with self.adapter.attached(), restored_threads(), packed:
             yield
 
