@@ -192,7 +192,7 @@ def p6_rows(quick: bool, loads) -> list[dict]:
     return rows
 
 
-def p7_rows(quick: bool, loads, problems: int | None = None) -> list[dict]:
+def p7_rows(quick: bool, loads, problems: int | None = None, baselines=("vllm", "hf")) -> list[dict]:
     from fastpass.screen.loading import load_model
 
     rows = Rows()
@@ -211,14 +211,18 @@ def p7_rows(quick: bool, loads, problems: int | None = None) -> list[dict]:
         for load in loads:
             with background_load(load):
                 fast = e2e_p7.run_fastpass(model, tok, prompts, n, new, eos)
-                hf = e2e_p7.run_hf(model, prompts, n, new, eos, pad_id=int(tok.pad_token_id or eos[0]))
-                vl = (e2e_p7.run_vllm(folder, prompts, n, new, eos) if folder is not None
-                      else e2e_p7.Side("vLLM", None, None, vllm_baseline.missing_note()))
+                sides = []
+                if "hf" in baselines:
+                    sides.append(e2e_p7.run_hf(model, prompts, n, new, eos, pad_id=int(tok.pad_token_id or eos[0])))
+                if "vllm" in baselines:
+                    sides.insert(0, e2e_p7.run_vllm(folder, prompts, n, new, eos) if folder is not None
+                                 else e2e_p7.Side("vLLM", None, None, vllm_baseline.missing_note()))
                 bw, peak, how = measure_ceilings("cpu")
                 roof = roofline_tokens_per_s(model, [len(p) for p in prompts], fast.lengths, bw, peak)
-                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, [vl, hf], _load_note(load), (roof, how))
-            per_load[load] = {"fastpass": fast.tokens_per_s, "HF generate": hf.tokens_per_s,
-                              "vLLM": vl.tokens_per_s}
+                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, sides, _load_note(load), (roof, how))
+            per_load[load] = {"fastpass": fast.tokens_per_s,
+                              **{("vLLM" if side.name.startswith("vLLM") else side.name): side.tokens_per_s
+                                 for side in sides}}
     finally:
         if folder is not None:
             folder.close()
@@ -309,7 +313,8 @@ def p1c_row(model, p, lp, k, new, mean_len, device, bw, peak, ceil_note, reps=2)
                      f"{_engine_stats(sampler.last_stats)}")
 
 
-def run(quick: bool = False, device: str = "cpu", cases=None, loads=None, problems: int | None = None) -> list[dict]:
+def run(quick: bool = False, device: str = "cpu", cases=None, loads=None, problems: int | None = None,
+        baselines=None) -> list[dict]:
     rows = Rows()
     if device == "cpu":
         cases = list(cases or CPU_CASES)
@@ -317,7 +322,7 @@ def run(quick: bool = False, device: str = "cpu", cases=None, loads=None, proble
         if "P6" in cases:
             rows += p6_rows(quick, loads)
         if "P7" in cases:
-            rows += p7_rows(quick, loads, problems)
+            rows += p7_rows(quick, loads, problems, tuple(baselines or ("vllm", "hf")))
         return rows
     cases = list(cases or GPU_CASES)
     model = build(qwen25_15b_config(), device, torch.bfloat16)
@@ -331,10 +336,15 @@ def main() -> None:
                                     f"{','.join(GPU_CASES)} (cuda)")
     ap.add_argument("--load", help="comma-separated: idle, matmul (default: idle,matmul; --quick: idle)")
     ap.add_argument("--problems", type=int, help="P7: the first N gsm8k problems (default 32; --quick 2)")
+    ap.add_argument("--baselines", help="P7: comma-separated subset of vllm,hf (default both; HF under load "
+                                        "takes ~2.5x its idle time)")
     args = ap.parse_args()
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None
+    baselines = split(args.baselines)
+    if baselines and set(baselines) - {"vllm", "hf"}:
+        ap.error(f"--baselines takes vllm and/or hf, got {args.baselines!r}")
     run_and_report(run, args, csv_path=args.csv, cases=split(args.cases), loads=split(args.load),
-                   problems=args.problems)
+                   problems=args.problems, baselines=baselines)
 
 
 if __name__ == "__main__":

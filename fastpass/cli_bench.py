@@ -77,6 +77,7 @@ def add_parser(sub) -> None:
     p.add_argument("--load", help="e2e: comma-separated background loads: idle, matmul "
                                   "(default idle,matmul; with --quick idle)")
     p.add_argument("--problems", type=int, help="e2e P7: the first N gsm8k problems (default 32, --quick 2)")
+    p.add_argument("--baselines", help="e2e P7: comma-separated subset of vllm,hf (default both)")
     p.set_defaults(func=run)
 
 
@@ -96,9 +97,12 @@ def run(args) -> int:
         split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
         extra = {}
         if args.area == "e2e":
-            extra = dict(cases=split(args.cases), loads=split(args.load), problems=args.problems)
-        elif args.cases or args.load or args.problems:
-            raise ValueError("--cases, --load and --problems apply to `fastpass bench e2e` only")
+            baselines = split(args.baselines)
+            if baselines and set(baselines) - {"vllm", "hf"}:
+                raise ValueError(f"--baselines takes vllm and/or hf (e.g. --baselines vllm), got {args.baselines!r}")
+            extra = dict(cases=split(args.cases), loads=split(args.load), problems=args.problems, baselines=baselines)
+        elif args.cases or args.load or args.problems or args.baselines:
+            raise ValueError("--cases, --load, --problems and --baselines apply to `fastpass bench e2e` only")
         rows = module.run(quick=args.quick, device=args.device, **extra)
         common.report(rows, args.device, write_csv=target is not None, csv_path=target, sink=sink)
     for line in missing_baselines(args.area, rows):

@@ -347,8 +347,12 @@ def test_e2e_options_reach_the_bench_and_are_refused_elsewhere(monkeypatch, tmp_
     monkeypatch.setenv("VLLM_VENV", str(tmp_path / "none"))
     assert cli.main(["bench", "e2e", "--quick", "--cases", "P7", "--load", "idle,matmul", "--problems", "4",
                      "--csv", str(tmp_path / "r.csv")]) == 0
-    assert seen == {"cases": ["P7"], "loads": ["idle", "matmul"], "problems": 4, "quick": True}
+    assert seen == {"cases": ["P7"], "loads": ["idle", "matmul"], "problems": 4, "baselines": None, "quick": True}
     out = capsys.readouterr().out
     assert "bash bench/vllm_env.sh" in out  # no venv: the command says how to create it
+    assert cli.main(["bench", "e2e", "--cases", "P7", "--baselines", "vllm", "--csv", str(tmp_path / "r.csv")]) == 0
+    assert seen["baselines"] == ["vllm"]
+    assert cli.main(["bench", "e2e", "--baselines", "vllm,sglang"]) == 2
+    assert "--baselines takes vllm and/or hf" in capsys.readouterr().err
     assert cli.main(["bench", "passk", "--cases", "P6"]) == 2
     assert "apply to `fastpass bench e2e` only" in capsys.readouterr().err
