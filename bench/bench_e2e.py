@@ -211,18 +211,20 @@ def p7_rows(quick: bool, loads, problems: int | None = None, baselines=("vllm", 
         for load in loads:
             with background_load(load):
                 fast = e2e_p7.run_fastpass(model, tok, prompts, n, new, eos)
-                sides = []
+                hf = vl = None
                 if "hf" in baselines:
-                    sides.append(e2e_p7.run_hf(model, prompts, n, new, eos, pad_id=int(tok.pad_token_id or eos[0])))
+                    hf = e2e_p7.run_hf(model, prompts, n, new, eos, pad_id=int(tok.pad_token_id or eos[0]))
                 if "vllm" in baselines:
-                    sides.insert(0, e2e_p7.run_vllm(folder, prompts, n, new, eos) if folder is not None
-                                 else e2e_p7.Side("vLLM", None, None, vllm_baseline.missing_note()))
+                    vl = (e2e_p7.run_vllm(folder, prompts, n, new, eos) if folder is not None
+                          else e2e_p7.Side("vLLM", None, None, vllm_baseline.missing_note()))
                 bw, peak, how = measure_ceilings("cpu")
                 roof = roofline_tokens_per_s(model, [len(p) for p in prompts], fast.lengths, bw, peak)
-                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, sides, _load_note(load), (roof, how))
-            per_load[load] = {"fastpass": fast.tokens_per_s,
-                              **{("vLLM" if side.name.startswith("vLLM") else side.name): side.tokens_per_s
-                                 for side in sides}}
+                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, [s for s in (vl, hf) if s is not None],
+                                        _load_note(load), (roof, how))
+            per_load[load] = {"fastpass": fast.tokens_per_s}
+            for key, side in (("HF generate", hf), ("vLLM", vl)):
+                if side is not None:
+                    per_load[load][key] = side.tokens_per_s
     finally:
         if folder is not None:
             folder.close()
