@@ -141,13 +141,14 @@ def _slowdown_rows(case, per_load: dict) -> list[dict]:
     for load in loads:
         idle, busy = per_load["idle"], per_load[load]
         slow = {side: idle[side] / busy[side] for side in idle if idle.get(side) and busy.get(side)}
-        if "fastpass" not in slow:
-            continue
-        for side in (s for s in slow if s != "fastpass"):
-            rows.append(dict(bench="e2e", case=f"{case}: slowdown under load", fastpass=slow["fastpass"],
-                             baseline_name=side, baseline=slow[side], unit="x", ratio=slow[side] / slow["fastpass"],
-                             note=f"idle tok/s / tok/s with {load_name(load)} (lower is better; ratio > 1: "
-                                  "fastpass loses less)"))
+        ours = [s for s in slow if s.startswith("fastpass")]
+        for fast in ours:
+            label = "" if fast == "fastpass" else f", {fast}"
+            for side in (s for s in slow if s not in ours):
+                rows.append(dict(bench="e2e", case=f"{case}: slowdown under load{label}", fastpass=slow[fast],
+                                 baseline_name=side, baseline=slow[side], unit="x", ratio=slow[side] / slow[fast],
+                                 note=f"idle tok/s / tok/s with {load_name(load)} (lower is better; ratio > 1: "
+                                      "fastpass loses less)"))
     return rows
 
 
@@ -192,7 +193,39 @@ def p6_rows(quick: bool, loads) -> list[dict]:
     return rows
 
 
-def p7_rows(quick: bool, loads, problems: int | None = None, baselines=("vllm", "hf")) -> list[dict]:
+def parse_thread_caps(text: str | None) -> tuple:
+    """``--fastpass-threads``: "auto" (None: every core, the engine's own choice) or a positive count."""
+    caps = []
+    for item in (text or "auto").split(","):
+        item = item.strip()
+        if item == "auto":
+            caps.append(None)
+        elif item.isdigit() and int(item) > 0:
+            caps.append(int(item))
+        else:
+            raise ValueError(f"--fastpass-threads takes auto and/or positive counts (e.g. auto,1), got {text!r}")
+    return tuple(dict.fromkeys(caps))
+
+
+def fastpass_label(cap: int | None) -> str:
+    return "fastpass" if cap is None else f"fastpass on {cap} thread{'s' * (cap > 1)}"
+
+
+def _run_fastpass_capped(cap, *args) -> e2e_p7.Side:
+    """The engine's threads capped at ``cap`` (it picks among 1 and torch's count), restored after."""
+    before = torch.get_num_threads()
+    try:
+        if cap is not None:
+            torch.set_num_threads(cap)
+        side = e2e_p7.run_fastpass(*args)
+    finally:
+        torch.set_num_threads(before)
+    side.name = fastpass_label(cap)
+    return side
+
+
+def p7_rows(quick: bool, loads, problems: int | None = None, baselines=("vllm", "hf"),
+            fastpass_threads=(None,)) -> list[dict]:
     from fastpass.screen.loading import load_model
 
     rows = Rows()
@@ -210,7 +243,7 @@ def p7_rows(quick: bool, loads, problems: int | None = None, baselines=("vllm", 
     try:
         for load in loads:
             with background_load(load):
-                fast = e2e_p7.run_fastpass(model, tok, prompts, n, new, eos)
+                fasts = [_run_fastpass_capped(cap, model, tok, prompts, n, new, eos) for cap in fastpass_threads]
                 hf = vl = None
                 if "hf" in baselines:
                     hf = e2e_p7.run_hf(model, prompts, n, new, eos, pad_id=int(tok.pad_token_id or eos[0]))
@@ -218,10 +251,13 @@ def p7_rows(quick: bool, loads, problems: int | None = None, baselines=("vllm", 
                     vl = (e2e_p7.run_vllm(folder, prompts, n, new, eos) if folder is not None
                           else e2e_p7.Side("vLLM", None, None, vllm_baseline.missing_note()))
                 bw, peak, how = measure_ceilings("cpu")
-                roof = roofline_tokens_per_s(model, [len(p) for p in prompts], fast.lengths, bw, peak)
-                rows += e2e_p7.rows_for(f"{case} [{load}]", fast, [s for s in (vl, hf) if s is not None],
-                                        _load_note(load), (roof, how))
-            per_load[load] = {"fastpass": fast.tokens_per_s}
+                per_load[load] = {}
+                for fast in fasts:
+                    roof = roofline_tokens_per_s(model, [len(p) for p in prompts], fast.lengths, bw, peak)
+                    label = "" if fast.name == "fastpass" else f", {fast.name}"
+                    rows += e2e_p7.rows_for(f"{case}{label} [{load}]", fast, [s for s in (vl, hf) if s is not None],
+                                            _load_note(load), (roof, how))
+                    per_load[load][fast.name] = fast.tokens_per_s
             for key, side in (("HF generate", hf), ("vLLM", vl)):
                 if side is not None:
                     per_load[load][key] = side.tokens_per_s
@@ -316,7 +352,7 @@ def p1c_row(model, p, lp, k, new, mean_len, device, bw, peak, ceil_note, reps=2)
 
 
 def run(quick: bool = False, device: str = "cpu", cases=None, loads=None, problems: int | None = None,
-        baselines=None) -> list[dict]:
+        baselines=None, fastpass_threads=None) -> list[dict]:
     rows = Rows()
     if device == "cpu":
         cases = list(cases or CPU_CASES)
@@ -324,7 +360,8 @@ def run(quick: bool = False, device: str = "cpu", cases=None, loads=None, proble
         if "P6" in cases:
             rows += p6_rows(quick, loads)
         if "P7" in cases:
-            rows += p7_rows(quick, loads, problems, tuple(baselines or ("vllm", "hf")))
+            rows += p7_rows(quick, loads, problems, tuple(baselines or ("vllm", "hf")),
+                            parse_thread_caps(fastpass_threads))
         return rows
     cases = list(cases or GPU_CASES)
     model = build(qwen25_15b_config(), device, torch.bfloat16)
@@ -340,13 +377,19 @@ def main() -> None:
     ap.add_argument("--problems", type=int, help="P7: the first N gsm8k problems (default 32; --quick 2)")
     ap.add_argument("--baselines", help="P7: comma-separated subset of vllm,hf (default both; HF under load "
                                         "takes ~2.5x its idle time)")
+    ap.add_argument("--fastpass-threads", help="P7: comma-separated fastpass sides, each 'auto' (every core, the "
+                                               "engine's choice) or a thread cap, e.g. auto,1 (default auto)")
     args = ap.parse_args()
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None
     baselines = split(args.baselines)
     if baselines and set(baselines) - {"vllm", "hf"}:
         ap.error(f"--baselines takes vllm and/or hf, got {args.baselines!r}")
+    try:
+        parse_thread_caps(args.fastpass_threads)
+    except ValueError as e:
+        ap.error(str(e))
     run_and_report(run, args, csv_path=args.csv, cases=split(args.cases), loads=split(args.load),
-                   problems=args.problems, baselines=baselines)
+                   problems=args.problems, baselines=baselines, fastpass_threads=args.fastpass_threads)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ def add_parser(sub) -> None:
                                   "(default idle,matmul; with --quick idle)")
     p.add_argument("--problems", type=int, help="e2e P7: the first N gsm8k problems (default 32, --quick 2)")
     p.add_argument("--baselines", help="e2e P7: comma-separated subset of vllm,hf (default both)")
+    p.add_argument("--fastpass-threads", help="e2e P7: fastpass sides, each 'auto' (every core) or a thread "
+                                              "cap, e.g. auto,1 to add fastpass on vLLM-CPU's one core")
     p.set_defaults(func=run)
 
 
@@ -100,9 +102,12 @@ def run(args) -> int:
             baselines = split(args.baselines)
             if baselines and set(baselines) - {"vllm", "hf"}:
                 raise ValueError(f"--baselines takes vllm and/or hf (e.g. --baselines vllm), got {args.baselines!r}")
-            extra = dict(cases=split(args.cases), loads=split(args.load), problems=args.problems, baselines=baselines)
-        elif args.cases or args.load or args.problems or args.baselines:
-            raise ValueError("--cases, --load, --problems and --baselines apply to `fastpass bench e2e` only")
+            module.parse_thread_caps(args.fastpass_threads)  # a bad value fails before any model loads
+            extra = dict(cases=split(args.cases), loads=split(args.load), problems=args.problems, baselines=baselines,
+                         fastpass_threads=args.fastpass_threads)
+        elif args.cases or args.load or args.problems or args.baselines or args.fastpass_threads:
+            raise ValueError("--cases, --load, --problems, --baselines and --fastpass-threads apply to "
+                             "`fastpass bench e2e` only")
         rows = module.run(quick=args.quick, device=args.device, **extra)
         common.report(rows, args.device, write_csv=target is not None, csv_path=target, sink=sink)
     for line in missing_baselines(args.area, rows):

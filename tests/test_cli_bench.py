@@ -320,6 +320,36 @@ def test_slowdown_rows_compare_what_each_side_loses_under_load():
     assert e2e._slowdown_rows("P6", {"idle": {"fastpass": 1.0}}) == []
 
 
+def test_slowdown_rows_for_each_fastpass_side():
+    e2e = _bench("bench_e2e")
+    one = e2e.fastpass_label(1)
+    rows = e2e._slowdown_rows("P7", {"idle": {"fastpass": 300.0, one: 180.0, "vLLM": 150.0},
+                                     "matmul": {"fastpass": 170.0, one: 176.0, "vLLM": 135.0}})
+    by_case = {r["case"]: r for r in rows}
+    assert set(by_case) == {"P7: slowdown under load", "P7: slowdown under load, fastpass on 1 thread"}
+    assert by_case["P7: slowdown under load"]["fastpass"] == pytest.approx(300 / 170)
+    capped = by_case["P7: slowdown under load, fastpass on 1 thread"]
+    assert capped["fastpass"] == pytest.approx(180 / 176) and capped["baseline"] == pytest.approx(150 / 135)
+    assert capped["ratio"] == pytest.approx((150 / 135) / (180 / 176))
+
+
+def test_thread_caps_parse_and_cap_the_engine():
+    import torch
+
+    from fastpass.engine.tiny_models import tiny_model
+
+    e2e = _bench("bench_e2e")
+    assert e2e.parse_thread_caps(None) == (None,)
+    assert e2e.parse_thread_caps("auto, 1,1") == (None, 1)
+    for bad in ("0", "one", "auto,-1"):
+        with pytest.raises(ValueError, match="auto and/or positive counts"):
+            e2e.parse_thread_caps(bad)
+    model, before = tiny_model("llama", seed=1), torch.get_num_threads()
+    side = e2e._run_fastpass_capped(1, model, None, [[3, 4, 5], [6, 7]], 2, 6, [0])
+    assert side.name == "fastpass on 1 thread" and "decode threads 1" in side.note
+    assert side.lengths.shape == (2, 2) and torch.get_num_threads() == before
+
+
 def test_background_load_runs_and_stops_its_process():
     import time
 
@@ -347,12 +377,19 @@ def test_e2e_options_reach_the_bench_and_are_refused_elsewhere(monkeypatch, tmp_
     monkeypatch.setenv("VLLM_VENV", str(tmp_path / "none"))
     assert cli.main(["bench", "e2e", "--quick", "--cases", "P7", "--load", "idle,matmul", "--problems", "4",
                      "--csv", str(tmp_path / "r.csv")]) == 0
-    assert seen == {"cases": ["P7"], "loads": ["idle", "matmul"], "problems": 4, "baselines": None, "quick": True}
+    assert seen == {"cases": ["P7"], "loads": ["idle", "matmul"], "problems": 4, "baselines": None,
+                    "fastpass_threads": None, "quick": True}
     out = capsys.readouterr().out
     assert "bash bench/vllm_env.sh" in out  # no venv: the command says how to create it
     assert cli.main(["bench", "e2e", "--cases", "P7", "--baselines", "vllm", "--csv", str(tmp_path / "r.csv")]) == 0
     assert seen["baselines"] == ["vllm"]
     assert cli.main(["bench", "e2e", "--baselines", "vllm,sglang"]) == 2
     assert "--baselines takes vllm and/or hf" in capsys.readouterr().err
+    assert cli.main(["bench", "e2e", "--fastpass-threads", "auto,1", "--csv", str(tmp_path / "r.csv")]) == 0
+    assert seen["fastpass_threads"] == "auto,1"
+    assert cli.main(["bench", "e2e", "--fastpass-threads", "auto,two"]) == 2
+    assert "--fastpass-threads takes auto and/or positive counts" in capsys.readouterr().err
+    assert cli.main(["bench", "passk", "--fastpass-threads", "1"]) == 2
+    assert "apply to `fastpass bench e2e` only" in capsys.readouterr().err
     assert cli.main(["bench", "passk", "--cases", "P6"]) == 2
     assert "apply to `fastpass bench e2e` only" in capsys.readouterr().err
