@@ -20,6 +20,7 @@ from bench import e2e_p7, vllm_baseline
 from bench._common import Rows, bench_parser, run_and_report, sync, time_left
 from bench._load import background_load, describe as load_name
 from bench.e2e_roofline import measure_ceilings, roofline_tokens_per_s
+from fastpass.engine.cpu_threads import restored_threads
 
 CPU_CASES, GPU_CASES = ("P6", "P7"), ("P1a", "P1b", "P1c")
 P1 = {"P1a": (8, 512, 128, 512), "P1b": (1, 4096, 128, 256), "P1c": (8, 512, 128, 512)}
@@ -143,9 +144,8 @@ def _slowdown_rows(case, per_load: dict) -> list[dict]:
         slow = {side: idle[side] / busy[side] for side in idle if idle.get(side) and busy.get(side)}
         ours = [s for s in slow if s.startswith("fastpass")]
         for fast in ours:
-            label = "" if fast == "fastpass" else f", {fast}"
             for side in (s for s in slow if s not in ours):
-                rows.append(dict(bench="e2e", case=f"{case}: slowdown under load{label}", fastpass=slow[fast],
+                rows.append(dict(bench="e2e", case=f"{case}: slowdown under load{_case_suffix(fast)}", fastpass=slow[fast],
                                  baseline_name=side, baseline=slow[side], unit="x", ratio=slow[side] / slow[fast],
                                  note=f"idle tok/s / tok/s with {load_name(load)} (lower is better; ratio > 1: "
                                       "fastpass loses less)"))
@@ -193,6 +193,14 @@ def p6_rows(quick: bool, loads) -> list[dict]:
     return rows
 
 
+def parse_baselines(text: str | None) -> list[str] | None:
+    """``--baselines``: a comma-separated subset of vllm,hf (None: both)."""
+    names = [x.strip() for x in text.split(",") if x.strip()] if text else None
+    if names and set(names) - {"vllm", "hf"}:
+        raise ValueError(f"--baselines takes vllm and/or hf (e.g. --baselines vllm), got {text!r}")
+    return names
+
+
 def parse_thread_caps(text: str | None) -> tuple:
     """``--fastpass-threads``: "auto" (None: every core, the engine's own choice) or a positive count."""
     caps = []
@@ -211,15 +219,16 @@ def fastpass_label(cap: int | None) -> str:
     return "fastpass" if cap is None else f"fastpass on {cap} thread{'s' * (cap > 1)}"
 
 
+def _case_suffix(side: str) -> str:
+    return "" if side == "fastpass" else f", {side}"
+
+
 def _run_fastpass_capped(cap, *args) -> e2e_p7.Side:
     """The engine's threads capped at ``cap`` (it picks among 1 and torch's count), restored after."""
-    before = torch.get_num_threads()
-    try:
+    with restored_threads():
         if cap is not None:
             torch.set_num_threads(cap)
         side = e2e_p7.run_fastpass(*args)
-    finally:
-        torch.set_num_threads(before)
     side.name = fastpass_label(cap)
     return side
 
@@ -254,8 +263,7 @@ def p7_rows(quick: bool, loads, problems: int | None = None, baselines=("vllm", 
                 per_load[load] = {}
                 for fast in fasts:
                     roof = roofline_tokens_per_s(model, [len(p) for p in prompts], fast.lengths, bw, peak)
-                    label = "" if fast.name == "fastpass" else f", {fast.name}"
-                    rows += e2e_p7.rows_for(f"{case}{label} [{load}]", fast, [s for s in (vl, hf) if s is not None],
+                    rows += e2e_p7.rows_for(f"{case}{_case_suffix(fast.name)} [{load}]", fast, [s for s in (vl, hf) if s is not None],
                                             _load_note(load), (roof, how))
                     per_load[load][fast.name] = fast.tokens_per_s
             for key, side in (("HF generate", hf), ("vLLM", vl)):
@@ -381,10 +389,8 @@ def main() -> None:
                                                "engine's choice) or a thread cap, e.g. auto,1 (default auto)")
     args = ap.parse_args()
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None
-    baselines = split(args.baselines)
-    if baselines and set(baselines) - {"vllm", "hf"}:
-        ap.error(f"--baselines takes vllm and/or hf, got {args.baselines!r}")
     try:
+        baselines = parse_baselines(args.baselines)
         parse_thread_caps(args.fastpass_threads)
     except ValueError as e:
         ap.error(str(e))
